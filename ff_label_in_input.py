@@ -1,0 +1,842 @@
+"""Supervised Forward-Forward with the label written into the first 10 pixels.
+
+Hinton (2022), "The Forward-Forward Algorithm: Some Preliminary Investigations",
+arXiv:2212.13345, section 3.3. Every layer of a ReLU network is trained on its
+own, with no gradient crossing layers: its goodness (mean squared activity)
+should be above a threshold theta for an image carrying its true label in the
+first 10 pixels (positive data) and below theta for the same image carrying a
+wrong label (negative data). To classify, try all 10 labels and pick the one
+with the highest goodness summed over layers.
+
+    python3 ff_label_in_input.py --seed 0 --n-epochs 30 --lr 0.003 \
+        --layer-sizes 784,500,500 --eval-subset 2000 --full-test --save model.npz
+    python3 ff_label_in_input.py --n-epochs 1 --train-subset 10000 --quiet
+
+dtype policy: float32 for data, weights and training (float64 only in tests).
+Importing this module does nothing: no download, no folders, no threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import json
+import math
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1          # of model.npz and checkpoints
+DTYPE = np.float32
+NORM_EPS = 1e-8             # in h / sqrt(mean(h^2) + NORM_EPS) between layers
+LABEL_SLOT = 10             # the first 10 flat pixels carry the one-hot label
+N_CLASSES = 10
+N_PIXELS = 784
+PREDICT_MODES = ("all", "first", "skip-first")
+
+
+# ----------------------------------------------------------------------------
+# Config: defaults are the seed's published run.
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    """Everything that defines a run; each field is also a CLI flag."""
+    seed: int = 0                       # seeds the one np.random.Generator
+    n_epochs: int = 30                  # passes over the training set
+    lr: float = 0.003                   # Adam learning rate
+    layer_sizes: list = field(default_factory=lambda: [784, 500, 500])  # input then hidden
+    threshold: float = 2.0              # theta: goodness boundary between pos and neg
+    batch_size: int = 128               # minibatch size (positives; as many negatives)
+    jitter: bool = False                # random shift of up to 2 px per image per epoch
+    train_subset: int | None = None     # first N training images (None: all 60000)
+    eval_subset: int = 2000             # images of train and of test scored every epoch
+    full_test: bool = False             # final report on all 10000 test images
+    predict_mode: str = "all"           # which layers' goodness the headline sums
+
+
+# ----------------------------------------------------------------------------
+# Data: download, verify, cache, parse.
+# ----------------------------------------------------------------------------
+
+MNIST_FILES = {  # name -> SHA-256 of the *decompressed* IDX bytes
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MNIST_MIRRORS = (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+)
+IDX_MAGIC = {3: 2051, 1: 2049}      # ndim -> magic number (images, labels)
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class DataError(Exception):
+    """A data file is missing, unreachable, corrupt or not what it should be."""
+
+
+def mnist_dir(data_dir=None) -> Path:
+    """--data-dir, else $HINTON_MNIST_DIR, else ~/.cache/hinton-mnist."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("HINTON_MNIST_DIR"):
+        return Path(os.environ["HINTON_MNIST_DIR"]).expanduser()
+    return Path.home() / ".cache" / "hinton-mnist"
+
+
+def download(name: str, folder: Path, mirrors=None) -> Path:
+    """Fetch name.gz into folder; written to a temporary name, renamed when complete."""
+    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
+    target = folder / f"{name}.gz"
+    reasons = []
+    for base in mirrors:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with urllib.request.urlopen(base + target.name, timeout=DOWNLOAD_TIMEOUT_S) as r:
+                payload = r.read()
+            atomic_write_bytes(target, payload)
+            return target
+        except OSError as e:  # URLError, timeouts and unwritable folders are all OSErrors
+            reasons.append(f"{base}: {getattr(e, 'reason', e)}")
+    raise DataError(
+        f"{target} is missing and could not be downloaded ({'; '.join(reasons)}). "
+        f"Put the four MNIST .gz files in {folder} or point HINTON_MNIST_DIR (or --data-dir) "
+        f"at a folder that has them.")
+
+
+def read_idx(path: Path, sha256: str | None) -> np.ndarray:
+    """Decompress, verify and parse one gzipped IDX file into a uint8 array."""
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} is truncated or not a gzip file ({e}); delete it and "
+                        f"run again to download a fresh copy") from None
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise DataError(f"{path} fails its SHA-256 check (the file is corrupt or not the "
+                        f"MNIST release); delete it and run again to download a fresh copy")
+    if len(raw) < 8:
+        raise DataError(f"{path} is too short to hold an IDX header")
+    magic, = struct.unpack(">i", raw[:4])
+    ndim = raw[3]
+    if magic not in IDX_MAGIC.values() or IDX_MAGIC.get(ndim) != magic:
+        raise DataError(f"{path} has a bad IDX magic number {magic:#x} "
+                        f"(expected {IDX_MAGIC[3]:#x} for images or {IDX_MAGIC[1]:#x} for labels)")
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    if len(raw) != header + int(np.prod(dims)):
+        raise DataError(f"{path}: IDX header promises {dims} but holds {len(raw) - header} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_mnist(data_dir=None, checksums=None, mirrors=None):
+    """Return (x_train, y_train, x_test, y_test): float32 (N, 784) in [0, 1], int64 (N,).
+
+    Missing files are downloaded from `mirrors` (default MNIST_MIRRORS) into the folder.
+    """
+    checksums = MNIST_FILES if checksums is None else checksums
+    folder = mnist_dir(data_dir)
+    arrays = {}
+    for name, sha in checksums.items():
+        path = folder / f"{name}.gz"
+        if not path.exists():
+            path = download(name, folder, mirrors)
+        arrays[name] = read_idx(path, sha)
+    out = []
+    for split in ("train", "t10k"):
+        images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
+            raise DataError(f"{folder}: {split} images are {images.shape}, expected (N, 28, 28)")
+        if len(images) != len(labels):
+            raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+        if labels.max(initial=0) >= N_CLASSES:
+            raise DataError(f"{folder}: {split} labels outside 0..9")
+        out += [images.reshape(len(images), N_PIXELS).astype(DTYPE) / DTYPE(255),
+                labels.astype(np.int64)]
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------
+# Label encoding: one-hot in the first 10 pixels (MNIST's empty top-left row).
+# ----------------------------------------------------------------------------
+
+def embed_label(x: np.ndarray, y) -> np.ndarray:
+    """Copy of x (N, 784) with pixels 0..9 overwritten by one_hot(y) (value 1.0)."""
+    x = np.array(x, dtype=x.dtype, copy=True)
+    x[:, :LABEL_SLOT] = 0
+    x[np.arange(len(x)), np.asarray(y)] = 1
+    return x
+
+
+def clear_label_slot(x: np.ndarray) -> np.ndarray:
+    """Copy of x with the label slot zeroed: the 'image part' of every labelled input.
+
+    Because the slot holds a one-hot, embed_label(x, y) @ W == clear_label_slot(x) @ W
+    + W[y]: positives, negatives and all 10 test-time candidates share one image product.
+    """
+    x = np.array(x, dtype=x.dtype, copy=True)
+    x[:, :LABEL_SLOT] = 0
+    return x
+
+
+def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+    """Shift each 28x28 image by its own random (dy, dx) in [-2, 2]^2, zero fill.
+
+    Hinton 2022 (sec. 3.3) jitters by up to two pixels in each direction.
+    """
+    n = len(x)
+    images = x.reshape(n, 28, 28)
+    out = np.zeros_like(images)
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            idx = np.flatnonzero((shifts[:, 0] == dy) & (shifts[:, 1] == dx))
+            src = images[idx, max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
+            out[idx, max(0, dy):28 - max(0, -dy), max(0, dx):28 - max(0, -dx)] = src
+    return out.reshape(n, N_PIXELS)
+
+
+def draw_wrong_labels(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A label drawn uniformly from the 9 wrong ones, per sample (never the true one)."""
+    return (y + rng.integers(1, N_CLASSES, size=len(y))) % N_CLASSES
+
+
+# ----------------------------------------------------------------------------
+# Layer numerics: goodness, loss and its local gradient, normalisation.
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Net:
+    """Weights of the FF stack. W[l]: (D_l, D_{l+1}), b[l]: (D_{l+1},).
+
+    All W and b are views into one flat float32 vector `params`, so the
+    optimiser can update every parameter in one streaming pass.
+    """
+    layer_sizes: list
+    params: np.ndarray
+    W: list
+    b: list
+
+
+def param_views(flat: np.ndarray, layer_sizes):
+    """Split a flat vector into per-layer (W, b) views, in order W0, b0, W1, b1, ..."""
+    Ws, bs, i = [], [], 0
+    for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        Ws.append(flat[i:i + d_in * d_out].reshape(d_in, d_out)); i += d_in * d_out
+        bs.append(flat[i:i + d_out]); i += d_out
+    return Ws, bs
+
+
+def n_params(layer_sizes) -> int:
+    return sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+def init_net(layer_sizes, rng: np.random.Generator) -> Net:
+    """Uniform(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default."""
+    flat = np.empty(n_params(layer_sizes), dtype=DTYPE)
+    Ws, bs = param_views(flat, layer_sizes)
+    for W, b in zip(Ws, bs):
+        bound = 1.0 / math.sqrt(W.shape[0])
+        W[...] = rng.uniform(-bound, bound, size=W.shape)
+        b[...] = rng.uniform(-bound, bound, size=b.shape)
+    return Net(list(layer_sizes), flat, Ws, bs)
+
+
+def goodness(h: np.ndarray) -> np.ndarray:
+    """Hinton 2022: goodness = mean of the squared activities of a layer. (N, D) -> (N,)"""
+    return np.einsum("ij,ij->i", h, h) / h.dtype.type(h.shape[1])
+
+
+def normalize(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Rescale each row to mean(h^2) = 1 so the next layer cannot read this layer's goodness."""
+    return h * (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None]
+
+
+def softplus(x):
+    return np.logaddexp(DTYPE(0), x)
+
+
+def sigmoid(x):
+    return DTYPE(0.5) * np.tanh(DTYPE(0.5) * x) + DTYPE(0.5)  # stable for any x
+
+
+def ff_loss(g_pos, g_neg, theta):
+    """mean softplus(theta - g_pos) + mean softplus(g_neg - theta), i.e. -log p(correct)."""
+    return softplus(theta - g_pos).mean() + softplus(g_neg - theta).mean()
+
+
+def dloss_dgoodness(g_pos, g_neg, theta):
+    """d ff_loss / d g for each positive and each negative sample. (B,), (B,)"""
+    return -sigmoid(theta - g_pos) / len(g_pos), sigmoid(g_neg - theta) / len(g_neg)
+
+
+def dgoodness_dz_scale(h: np.ndarray, dl_dg: np.ndarray) -> np.ndarray:
+    """dL/dz = dL/dg * 2 h / D (ReLU' is 1 where h > 0; h is 0 elsewhere). (N, D)"""
+    return h * (dl_dg * h.dtype.type(2.0 / h.shape[1]))[:, None]
+
+
+def layer_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
+    """h = relu(x W + b) and its goodness. (N, D_in) -> (N, D_out), (N,)"""
+    h = x @ W
+    h += b
+    np.maximum(h, 0, out=h)
+    return h, goodness(h)
+
+
+# ----------------------------------------------------------------------------
+# One training step: every layer learns from its own input and output only.
+# ----------------------------------------------------------------------------
+
+def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndarray,
+                  theta: float, grads: np.ndarray):
+    """Local FF gradients of all layers for one minibatch, written into `grads`.
+
+    x_img: (B, 784) images with the label slot zeroed; y_pos, y_neg: (B,) labels.
+    Returns per-layer (loss, mean g_pos, mean g_neg). The positive and negative
+    batches go through each product together as one (2B, D) matrix.
+    """
+    B = len(x_img)
+    gWs, gbs = param_views(grads, net.layer_sizes)
+    labels = np.concatenate([y_pos, y_neg])                        # (2B,)
+    stats = []
+    x = None
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        if l == 0:
+            # Label-slot identity: [x_img + onehot(y)] W0 = x_img W0 + W0[y]. One image
+            # product serves the positive and the negative copy.
+            a = x_img @ W                                          # (B, D1)
+            label_rows = W[:LABEL_SLOT] + b                        # (10, D1)
+            h = np.concatenate([a, a]) + label_rows[labels]        # (2B, D1)
+            np.maximum(h, 0, out=h)
+            g = goodness(h)
+        else:
+            h, g = layer_forward(x, W, b)                          # (2B, D)
+        g_pos, g_neg = g[:B], g[B:]
+        stats.append((float(ff_loss(g_pos, g_neg, theta)), float(g_pos.mean()),
+                      float(g_neg.mean())))
+        x_next = normalize(h, g) if l + 1 < len(net.W) else None   # no gradient flows back
+        dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta))
+        dz = dgoodness_dz_scale(h, dl_dg)                          # (2B, D)
+        if l == 0:
+            # d/dW0 of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
+            # dz on the row of the label it carried (the one-hot pixel).
+            np.matmul(x_img.T, dz[:B] + dz[B:], out=gWs[0])
+            gWs[0][:LABEL_SLOT] = np.eye(N_CLASSES, dtype=DTYPE)[labels].T @ dz
+        else:
+            np.matmul(x.T, dz, out=gWs[l])
+        np.sum(dz, axis=0, out=gbs[l])
+        x = x_next
+    return stats
+
+
+# ----------------------------------------------------------------------------
+# Adam, one per layer; all layers share lr and step count, so one flat pass does it.
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Adam:
+    """Adam (Kingma & Ba 2015) state over the flat parameter vector.
+
+    Stored as m' = m / (1 - beta1) and v' = v / (1 - beta2) so that each update is
+    m' = beta1 m' + g, v' = beta2 v' + g^2 (no scaling pass); the constants move
+    into the step size and epsilon, giving exactly Adam's update.
+    """
+    lr: float
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    t: int = 0
+    m: np.ndarray | None = None
+    v: np.ndarray | None = None
+
+
+ADAM_CHUNK = 16384       # elements per chunk: the 5 arrays of a chunk stay in L2 cache
+# Dead units get exactly zero gradients, so their Adam moments decay geometrically
+# into float32 subnormals, whose arithmetic is ~100x slower on x86. Adding then
+# subtracting 2^-100 leaves every |m| > 2^-76 exactly as it is and rounds smaller
+# values to multiples of 2^-123 (a dead unit's m settles at <= 5 * 2^-123 instead
+# of creeping through the subnormals to 0); v gets 2^-100 added per step. Both
+# changes are < 1e-27 absolute: far below float32 rounding of any update.
+SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
+
+
+def make_adam(n: int, lr: float) -> Adam:
+    return Adam(lr=lr, m=np.zeros(n, DTYPE), v=np.zeros(n, DTYPE))
+
+
+def adam_constants(opt: Adam, lr: float):
+    """Step size and epsilon for the scaled moments at step opt.t."""
+    c1 = 1 - opt.beta1 ** opt.t
+    c2 = 1 - opt.beta2 ** opt.t
+    # lr * (m / c1) / (sqrt(v / c2) + eps) with m = (1-b1) m', v = (1-b2) v'
+    step = lr * (1 - opt.beta1) / c1 * math.sqrt(c2 / (1 - opt.beta2))
+    eps = opt.eps * math.sqrt(c2 / (1 - opt.beta2))
+    return step, eps
+
+
+def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps):
+    """In-place Adam on one chunk: 12 ufunc calls, no temporaries."""
+    m *= beta1
+    m += g
+    m += SUBNORMAL_GUARD
+    m -= SUBNORMAL_GUARD
+    v *= beta2
+    np.multiply(g, g, out=tmp)
+    tmp += SUBNORMAL_GUARD        # v >= 2^-100: shifts sqrt(v) by < 3e-14, far below eps
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp += eps
+    tmp *= 1 / step
+    np.divide(m, tmp, out=tmp)
+    p -= tmp
+
+
+def adam_update(params, grads, opt: Adam, lr: float, pool=None):
+    """One Adam step on the flat vectors, chunked so each chunk works in cache,
+    chunks spread over `pool`'s threads (NumPy releases the GIL in ufuncs)."""
+    opt.t += 1
+    step, eps = adam_constants(opt, lr)
+    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
+    n = len(params)
+    bounds = [(i, min(i + ADAM_CHUNK, n)) for i in range(0, n, ADAM_CHUNK)]
+
+    def run(chunks):
+        tmp = np.empty(ADAM_CHUNK, DTYPE)
+        for a, z in chunks:
+            _adam_chunk(params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], tmp[:z - a],
+                        b1, b2, DTYPE(step), DTYPE(eps))
+
+    if pool is None or len(bounds) < 2:
+        run(bounds)
+    else:
+        k = pool._max_workers
+        list(pool.map(run, [bounds[i::k] for i in range(k)]))
+
+
+# ----------------------------------------------------------------------------
+# Training loop.
+# ----------------------------------------------------------------------------
+
+class NonFiniteLoss(FloatingPointError):
+    """The FF loss became NaN or infinite."""
+
+
+def new_history(n_layers):
+    return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "train_acc": [],
+            "test_acc": [], "seconds": []}
+
+
+def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print):
+    """Train an FF net on (x_train, y_train) as cfg says; return (net, history).
+
+    evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch.
+    callback(epoch, net, history) runs after each epoch (the GIF script uses it).
+    """
+    streams = np.random.SeedSequence(cfg.seed).spawn(4)
+    rng_init, rng_order, rng_neg, rng_jitter = (np.random.default_rng(s) for s in streams)
+    net = init_net(cfg.layer_sizes, rng_init)
+    opt = make_adam(len(net.params), cfg.lr)
+    grads = np.zeros_like(net.params)
+    history = new_history(len(net.W))
+    n = len(x_train)
+    x_clean = clear_label_slot(x_train)
+    n_batches = math.ceil(n / cfg.batch_size)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for epoch in range(1, cfg.n_epochs + 1):
+            t0 = time.perf_counter()
+            x_epoch = clear_label_slot(jitter_images(x_train, rng_jitter)) if cfg.jitter else x_clean
+            order = rng_order.permutation(n)
+            sums = np.zeros((len(net.W), 3))
+            for i in range(n_batches):
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                y_pos = y_train[idx]
+                y_neg = draw_wrong_labels(y_pos, rng_neg)
+                stats = ff_step_grads(net, x_epoch[idx], y_pos, y_neg, cfg.threshold, grads)
+                sums += stats
+                if not all(math.isfinite(s[0]) for s in stats):
+                    raise NonFiniteLoss(f"the FF loss became non-finite in epoch {epoch}, "
+                                        f"batch {i + 1} (try a smaller --lr)")
+                adam_update(net.params, grads, opt, cfg.lr, pool)
+            seconds = time.perf_counter() - t0
+            means = sums / n_batches
+            history["epoch"].append(epoch)
+            history["loss"].append(means[:, 0].tolist())
+            history["g_pos"].append(means[:, 1].tolist())
+            history["g_neg"].append(means[:, 2].tolist())
+            history["seconds"].append(seconds)
+            if evaluation is not None:
+                (xa, ya), (xb, yb) = evaluation
+                history["train_acc"].append(accuracy(net, xa, ya, cfg.predict_mode))
+                history["test_acc"].append(accuracy(net, xb, yb, cfg.predict_mode))
+            if log:
+                log(epoch_line(epoch, cfg.n_epochs, history))
+            if callback:
+                callback(epoch, net, history)
+    return net, history
+
+
+def epoch_line(epoch, n_epochs, history):
+    """One fixed-width progress line: per-layer loss and goodness, accuracies, time, ETA."""
+    layers = " ".join(f"L{l} {lo:.3f} {gp:5.2f}/{gn:5.2f}" for l, (lo, gp, gn) in
+                      enumerate(zip(history["loss"][-1], history["g_pos"][-1], history["g_neg"][-1])))
+    acc = ""
+    if history["train_acc"]:
+        acc = f" | train {100 * history['train_acc'][-1]:6.2f}% test {100 * history['test_acc'][-1]:6.2f}%"
+    sec = history["seconds"][-1]
+    eta = np.mean(history["seconds"]) * (n_epochs - epoch)
+    return f"epoch {epoch:3d}/{n_epochs} | {layers}{acc} | {sec:5.1f}s ETA {eta:4.0f}s"
+
+
+# ----------------------------------------------------------------------------
+# Prediction: try every label, sum goodness, take the argmax.
+# ----------------------------------------------------------------------------
+
+PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
+
+
+def mode_layers(mode: str, n_layers: int):
+    """Which layers' goodness a prediction mode sums; Hinton 2022 skips the first."""
+    if mode == "all":
+        return list(range(n_layers))
+    if mode == "first":
+        return [0]
+    if mode == "skip-first":
+        return list(range(1, n_layers))
+    raise ValueError(f"unknown prediction mode {mode!r}")
+
+
+def label_goodness(net: Net, x: np.ndarray) -> np.ndarray:
+    """Goodness of every layer for every candidate label. (N, 784) -> (N, 10, L)
+
+    The image product x W0 is shared by all 10 labels (label-slot identity).
+    """
+    n = len(x)
+    out = np.empty((n, N_CLASSES, len(net.W)), DTYPE)
+    for s in range(0, n, PREDICT_CHUNK):
+        xc = clear_label_slot(x[s:s + PREDICT_CHUNK])
+        c = len(xc)
+        a = xc @ net.W[0]                                          # (c, D1)
+        label_rows = net.W[0][:LABEL_SLOT] + net.b[0]              # (10, D1)
+        h = a[:, None, :] + label_rows[None, :, :]                 # (c, 10, D1)
+        h = h.reshape(c * N_CLASSES, -1)
+        np.maximum(h, 0, out=h)
+        g = goodness(h)
+        out[s:s + c, :, 0] = g.reshape(c, N_CLASSES)
+        for l in range(1, len(net.W)):
+            h, g = layer_forward(normalize(h, g), net.W[l], net.b[l])
+            out[s:s + c, :, l] = g.reshape(c, N_CLASSES)
+    return out
+
+
+def predict(net: Net, x: np.ndarray, mode: str = "all") -> np.ndarray:
+    """Predicted labels (N,): argmax over labels of goodness summed over the mode's layers."""
+    g = label_goodness(net, x)
+    return g[:, :, mode_layers(mode, len(net.W))].sum(axis=2).argmax(axis=1)
+
+
+def accuracy(net, x, y, mode="all") -> float:
+    return float((predict(net, x, mode) == y).mean())
+
+
+def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
+    """Per layer, units never active on x carrying its true labels."""
+    alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
+    for s in range(0, len(x), PREDICT_CHUNK):
+        h = embed_label(x[s:s + PREDICT_CHUNK], y[s:s + PREDICT_CHUNK])
+        for l, (W, b) in enumerate(zip(net.W, net.b)):
+            h, g = layer_forward(h if l == 0 else normalize(h, g_prev), W, b)
+            alive[l] |= (h > 0).any(axis=0)
+            g_prev = g
+    return [int((~a).sum()) for a in alive]
+
+
+def evaluate(net: Net, x, y, headline_mode="all") -> dict:
+    """Accuracy in every mode, per-class accuracy and dead units on (x, y)."""
+    g = label_goodness(net, x)
+    modes = {}
+    for mode in PREDICT_MODES:
+        layers = mode_layers(mode, len(net.W))
+        if layers:
+            modes[mode] = float((g[:, :, layers].sum(axis=2).argmax(axis=1) == y).mean())
+    pred = g[:, :, mode_layers(headline_mode, len(net.W))].sum(axis=2).argmax(axis=1)
+    per_class = {str(k): {"correct": int(((pred == y) & (y == k)).sum()),
+                          "total": int((y == k).sum())} for k in range(N_CLASSES)}
+    correct = int((pred == y).sum())
+    return {"test_accuracy": correct / len(y), "test_correct": correct, "test_total": len(y),
+            "predict_mode": headline_mode, "per_class": per_class, "prediction_modes": modes,
+            "dead_units": dead_units(net, x, y)}
+
+
+# ----------------------------------------------------------------------------
+# Save and load.
+# ----------------------------------------------------------------------------
+
+class ModelError(Exception):
+    """A model file is missing, unreadable or does not describe an FF net."""
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform()}
+
+
+def atomic_write_bytes(path: Path, payload: bytes):
+    """Write to a temporary file beside path, then rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_savez(path, arrays: dict):
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
+    """model.npz: weights, config, history, metrics and versions; no pickles."""
+    arrays = {"format_version": np.array(FORMAT_VERSION),
+              "config": np.array(json.dumps(dataclasses.asdict(cfg))),
+              "history": np.array(json.dumps(history)),
+              "metrics": np.array(json.dumps(metrics or {})),
+              "versions": np.array(json.dumps(versions()))}
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        arrays[f"W{l}"], arrays[f"b{l}"] = W, b
+    atomic_savez(path, arrays)
+
+
+def net_from_arrays(layer_sizes, Ws, bs) -> Net:
+    flat = np.empty(n_params(layer_sizes), DTYPE)
+    W_views, b_views = param_views(flat, layer_sizes)
+    for dst, src in zip(W_views + b_views, list(Ws) + list(bs)):
+        dst[...] = src
+    return Net(list(layer_sizes), flat, W_views, b_views)
+
+
+def load_model(path):
+    """Return (net, cfg, history, metrics) from a model.npz, checking what it reads."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except (OSError, ValueError, zlib.error, EOFError) as e:
+        raise ModelError(f"{path} is not a readable .npz model file ({e})") from None
+    missing = {"format_version", "config", "history"} - set(data)
+    if missing:
+        raise ModelError(f"{path} is not an FF model (missing {', '.join(sorted(missing))})")
+    if int(data["format_version"]) != FORMAT_VERSION:
+        raise ModelError(f"{path} has format version {int(data['format_version'])}; "
+                         f"this code reads version {FORMAT_VERSION}")
+    try:
+        cfg = Config(**json.loads(str(data["config"])))
+        history = json.loads(str(data["history"]))
+        metrics = json.loads(str(data.get("metrics", np.array("{}"))))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{path} has an unreadable config or history ({e})") from None
+    sizes = cfg.layer_sizes
+    Ws, bs = [], []
+    for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W, b = data.get(f"W{l}"), data.get(f"b{l}")
+        if W is None or b is None or W.shape != (d_in, d_out) or b.shape != (d_out,):
+            raise ModelError(f"{path}: layer {l} weights do not match layer sizes {sizes}")
+        Ws.append(W); bs.append(b)
+    if f"W{len(sizes) - 1}" in data:
+        raise ModelError(f"{path} holds more layers than its layer sizes {sizes}")
+    return net_from_arrays(sizes, Ws, bs), cfg, history, metrics
+
+
+# ----------------------------------------------------------------------------
+# CLI.
+# ----------------------------------------------------------------------------
+
+N_TRAIN, N_TEST = 60000, 10000
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def layer_sizes_arg(text):
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers like 784,500,500") from None
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError("needs the input size and at least one hidden layer")
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"every size must be positive, got {text}")
+    if sizes[0] != N_PIXELS:
+        raise argparse.ArgumentTypeError(f"the first size is the input and must be {N_PIXELS}, "
+                                         f"got {sizes[0]}")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = argparse.ArgumentParser(
+        description="Supervised Forward-Forward (Hinton 2022) on MNIST, label in the first "
+                    "10 pixels.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random generator")
+    p.add_argument("--n-epochs", type=positive_int, default=d.n_epochs, help="training epochs")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--layer-sizes", type=layer_sizes_arg, default=d.layer_sizes,
+                   help="comma-separated sizes, input (784) first, e.g. 784,500,500")
+    p.add_argument("--threshold", type=finite_float, default=d.threshold,
+                   help="goodness threshold theta")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help="minibatch size (positives; as many negatives)")
+    p.add_argument("--jitter", action="store_true",
+                   help="shift each training image by up to 2 px every epoch")
+    p.add_argument("--train-subset", type=positive_int, default=d.train_subset,
+                   help="train on the first N of the 60000 training images (default: all)")
+    p.add_argument("--eval-subset", type=positive_int, default=d.eval_subset,
+                   help="training and test images scored after every epoch")
+    p.add_argument("--full-test", action="store_true",
+                   help="final report on all 10000 test images (else on the eval subset)")
+    p.add_argument("--predict-mode", choices=PREDICT_MODES, default=d.predict_mode,
+                   help="layers whose goodness the headline prediction sums")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the MNIST .gz files (default: $HINTON_MNIST_DIR, "
+                        "else ~/.cache/hinton-mnist)")
+    p.add_argument("--save", metavar="PATH", default=None, help="write the model here (.npz)")
+    p.add_argument("--metrics", metavar="PATH", default=None,
+                   help="write the final results here as JSON")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return p
+
+
+def parse_args(argv=None):
+    """Parse and check the flags; bad values exit 2 before any data is touched."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.train_subset is not None and args.train_subset > N_TRAIN:
+        p.error(f"--train-subset: at most {N_TRAIN}, got {args.train_subset}")
+    if args.eval_subset > N_TEST:
+        p.error(f"--eval-subset: at most {N_TEST} (it is also drawn from the test set), "
+                f"got {args.eval_subset}")
+    for flag in ("save", "metrics"):
+        path = getattr(args, flag)
+        if path is not None:
+            parent = Path(path).expanduser().resolve().parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                p.error(f"--{flag}: cannot write to folder {parent}")
+    if args.predict_mode == "skip-first" and len(args.layer_sizes) < 3:
+        p.error("--predict-mode skip-first needs at least two hidden layers")
+    return args
+
+
+def config_from_args(args) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def report(metrics: dict, n_layers: int) -> str:
+    """The closing summary: headline accuracy, per-class table, modes, dead units."""
+    lines = [f"test accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
+             f"{metrics['test_total']} ({100 * metrics['test_accuracy']:.2f}%)",
+             "class  correct/total  accuracy"]
+    for k, c in metrics["per_class"].items():
+        lines.append(f"{k:>5}  {c['correct']:>7}/{c['total']:<5}  {100 * c['correct'] / max(c['total'], 1):7.2f}%")
+    lines.append("prediction modes: " + "  ".join(
+        f"{m} {100 * a:.2f}%" for m, a in metrics["prediction_modes"].items()))
+    lines.append("dead units: " + "  ".join(
+        f"L{l} {d}/{n}" for l, (d, n) in enumerate(zip(metrics["dead_units"], metrics["layer_widths"]))))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    """Train, report and save; return the metrics dict."""
+    args = parse_args(argv)
+    cfg = config_from_args(args)
+    log = None if args.quiet else print
+    try:
+        x_train, y_train, x_test, y_test = load_mnist(args.data_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1)
+    if cfg.train_subset:
+        x_train, y_train = x_train[:cfg.train_subset], y_train[:cfg.train_subset]
+    k = cfg.eval_subset
+    evaluation = ((x_train[:k], y_train[:k]), (x_test[:k], y_test[:k]))
+    if log:
+        log("config: " + json.dumps(dataclasses.asdict(cfg)))
+        log(f"data: {len(x_train)} training images, eval on {min(k, len(x_train))} train + {k} test "
+            f"per epoch; epoch line shows per layer: loss g_pos/g_neg")
+    t0 = time.perf_counter()
+    try:
+        net, history = train(cfg, x_train, y_train, evaluation=evaluation, log=log)
+    except NonFiniteLoss as e:
+        print(f"error: {e}; no model was saved", file=sys.stderr)
+        raise SystemExit(1)
+    train_seconds = time.perf_counter() - t0
+    x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
+    metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
+    metrics.update({"config": dataclasses.asdict(cfg), "train_seconds": train_seconds,
+                    "layer_widths": cfg.layer_sizes[1:],
+                    "final_train_accuracy": history["train_acc"][-1],
+                    "versions": versions()})
+    if log:
+        log(report(metrics, len(net.W)))
+        log(f"training took {train_seconds:.1f}s")
+    if args.save:
+        save_model(args.save, net, cfg, history, metrics)
+        if log:
+            log(f"saved model to {args.save}")
+    if args.metrics:
+        atomic_write_bytes(Path(args.metrics), (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny synthetic MNIST-format folders, the real data when present."""
+
+import gzip
+import hashlib
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ff_label_in_input as ff  # noqa: E402
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX encoding of a uint8 array (magic 0x0801 + ndim, big-endian dims)."""
+    header = struct.pack(">i", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_fake_mnist(folder: Path, n_train=300, n_test=100, seed=0) -> dict:
+    """Write four small gzipped IDX files; return their checksum table.
+
+    Each class gets its own bright block so a tiny net can learn something.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 4 + 2 * k:7 + 2 * k, 6:22] = 255
+        images[:, 0, :] = 0
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{split}-{kind}-ubyte"
+            raw = idx_bytes(arr)
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+            table[name] = hashlib.sha256(raw).hexdigest()
+    return table
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A synthetic MNIST folder the module accepts as the real one (checksums patched)."""
+    folder = tmp_path / "mnist"
+    table = write_fake_mnist(folder)
+    monkeypatch.setattr(ff, "MNIST_FILES", table)
+    monkeypatch.setattr(ff, "MNIST_MIRRORS", ())       # never the network
+    monkeypatch.setenv("HINTON_MNIST_DIR", str(folder))
+    return folder
+
+
+def real_mnist_dir():
+    """The folder holding real MNIST, or None (tests that need it are skipped)."""
+    for folder in (os.environ.get("HINTON_MNIST_DIR"), Path.home() / ".cache" / "hinton-mnist"):
+        if folder and all((Path(folder) / f"{n}.gz").exists() for n in ff.MNIST_FILES):
+            return Path(folder)
+    return None

@@ -1,0 +1,157 @@
+"""The training CLI in-process: refused values, tiny runs, determinism, save/load."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, ff, real_mnist_dir
+
+TINY = ["--n-epochs", "10", "--layer-sizes", "784,100,50", "--batch-size", "16",
+        "--eval-subset", "50", "--quiet"]
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["--layer-sizes", "784,abc"], "comma-separated"),
+    (["--layer-sizes", "784"], "at least one hidden"),
+    (["--layer-sizes", "784,0,10"], "positive"),
+    (["--layer-sizes", "784,-5"], "positive"),
+    (["--layer-sizes", "100,500"], "must be 784"),
+    (["--n-epochs", "0"], "at least 1"),
+    (["--n-epochs", "1.5"], "not an integer"),
+    (["--lr", "0"], "> 0"),
+    (["--lr", "-0.1"], "> 0"),
+    (["--lr", "nan"], "finite"),
+    (["--lr", "inf"], "finite"),
+    (["--batch-size", "0"], "at least 1"),
+    (["--train-subset", "0"], "at least 1"),
+    (["--train-subset", "60001"], "at most 60000"),
+    (["--eval-subset", "0"], "at least 1"),
+    (["--eval-subset", "10001"], "at most 10000"),
+    (["--threshold", "nan"], "finite"),
+    (["--predict-mode", "best"], "invalid choice"),
+    (["--predict-mode", "skip-first", "--layer-sizes", "784,100"], "two hidden"),
+    (["--save", "/nonexistent/dir/model.npz"], "cannot write"),
+    (["--seed", "x"], "invalid int"),
+])
+def test_bad_values_are_refused_before_any_work(argv, reason, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HINTON_MNIST_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        ff.main(argv + ["--metrics", str(tmp_path / "m.json")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert reason in err[-1] and err[-1].startswith("usage:") is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == []     # nothing written or touched
+
+
+def test_help_states_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        ff.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--seed", "--n-epochs", "--lr", "--layer-sizes", "--jitter", "--train-subset",
+                 "--eval-subset", "--full-test", "--save", "--threshold", "--batch-size",
+                 "--data-dir", "--predict-mode", "--metrics", "--quiet"):
+        assert flag in out
+    assert "default: 0.003" in out and "784,500,500" not in out or "[784, 500, 500]" in out
+
+
+def test_tiny_run_saves_and_reports(fake_mnist, tmp_path, capsys):
+    model, metrics_path = tmp_path / "model.npz", tmp_path / "metrics.json"
+    metrics = ff.main(TINY[:-1] + ["--full-test", "--save", str(model), "--metrics", str(metrics_path)])
+    out = capsys.readouterr().out
+    assert "epoch  10/10" in out and "ETA" in out and "test accuracy (all):" in out
+    assert "/100 (" in out and "prediction modes:" in out and "dead units:" in out
+    on_disk = json.loads(metrics_path.read_text())
+    for key in ("config", "test_accuracy", "test_correct", "test_total", "per_class",
+                "prediction_modes", "dead_units", "train_seconds", "versions"):
+        assert key in on_disk
+    assert on_disk["config"]["layer_sizes"] == [784, 100, 50]
+    assert on_disk["config"]["n_epochs"] == 10 and on_disk["config"]["full_test"] is True
+    assert on_disk["test_total"] == 100 and metrics["test_correct"] == on_disk["test_correct"]
+    assert sum(c["total"] for c in on_disk["per_class"].values()) == 100
+    assert set(on_disk["prediction_modes"]) == {"all", "first", "skip-first"}
+    assert metrics["test_accuracy"] > 0.5            # the fake classes are easy
+    net, cfg, history, saved_metrics = ff.load_model(model)
+    assert cfg.layer_sizes == [784, 100, 50] and len(history["loss"]) == 10
+    assert saved_metrics["test_correct"] == metrics["test_correct"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp files
+
+
+def test_same_seed_same_weights(fake_mnist, tmp_path):
+    a, b, c = (tmp_path / f"{k}.npz" for k in "abc")
+    ff.main(TINY + ["--save", str(a)])
+    ff.main(TINY + ["--save", str(b)])
+    ff.main(TINY + ["--save", str(c), "--seed", "1"])
+    na, nb, nc = (ff.load_model(p)[0] for p in (a, b, c))
+    assert np.array_equal(na.params, nb.params)
+    assert not np.array_equal(na.params, nc.params)
+
+
+def test_jitter_run(fake_mnist):
+    metrics = ff.main(TINY + ["--jitter"])
+    assert metrics["config"]["jitter"] is True
+
+
+def test_non_finite_loss_stops_without_saving(fake_mnist, tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    with pytest.raises(SystemExit) as e:
+        ff.main(TINY + ["--lr", "1e30", "--save", str(model)])
+    assert e.value.code == 1
+    assert "non-finite" in capsys.readouterr().err
+    assert not model.exists()
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    """As a user sees it: a subprocess, no network, no files."""
+    env = {"HINTON_MNIST_DIR": str(tmp_path / "none"), "PATH": "", "HOME": str(tmp_path),
+           "PYTHONPATH": str(ROOT)}
+    code = ("import ff_label_in_input as ff; ff.MNIST_MIRRORS = (); ff.main(['--quiet'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "HINTON_MNIST_DIR" in out.stderr and "train-images-idx3-ubyte.gz" in out.stderr
+
+
+def test_save_load_round_trip(tmp_path):
+    net = ff.init_net([784, 9, 8], np.random.default_rng(0))
+    cfg = ff.Config(layer_sizes=[784, 9, 8], n_epochs=3)
+    history = {"loss": [[0.5, 0.6]], "epoch": [1]}
+    ff.save_model(tmp_path / "m.npz", net, cfg, history, {"test_accuracy": 0.5})
+    net2, cfg2, history2, metrics2 = ff.load_model(tmp_path / "m.npz")
+    assert np.array_equal(net.params, net2.params) and net2.W[1].dtype == np.float32
+    assert cfg2 == cfg and history2 == history and metrics2 == {"test_accuracy": 0.5}
+    x = np.random.default_rng(1).random((5, 784)).astype(np.float32)
+    np.testing.assert_array_equal(ff.label_goodness(net, x), ff.label_goodness(net2, x))
+
+
+def test_load_model_refuses_bad_files(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(ff.ModelError, match="not a readable"):
+        ff.load_model(garbage)
+    with pytest.raises(ff.ModelError, match="no such file"):
+        ff.load_model(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ff.ModelError, match="not an FF model"):
+        ff.load_model(tmp_path / "other.npz")
+    net = ff.init_net([784, 9, 8], np.random.default_rng(0))
+    ff.save_model(tmp_path / "m.npz", net, ff.Config(layer_sizes=[784, 9, 7]), {})
+    with pytest.raises(ff.ModelError, match="do not match"):
+        ff.load_model(tmp_path / "m.npz")
+
+
+@pytest.mark.skipif(real_mnist_dir() is None,
+                    reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
+def test_real_mnist_one_epoch_on_10k_reaches_90_percent(monkeypatch):
+    monkeypatch.setenv("HINTON_MNIST_DIR", str(real_mnist_dir()))
+    metrics = ff.main(["--n-epochs", "1", "--train-subset", "10000", "--full-test", "--quiet"]
+                      + REAL_RUN_FLAGS)
+    assert metrics["test_total"] == 10000
+    assert metrics["test_accuracy"] >= 0.90, metrics["prediction_modes"]
+
+
+REAL_RUN_FLAGS = ["--batch-size", "16"]

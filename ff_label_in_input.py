@@ -440,53 +440,78 @@ def new_history(n_layers):
             "test_acc": [], "seconds": []}
 
 
+@dataclass
+class TrainState:
+    """Everything that changes while training: weights, optimiser, random streams."""
+    net: Net
+    opt: Adam
+    grads: np.ndarray
+    rng_order: np.random.Generator
+    rng_neg: np.random.Generator
+    rng_jitter: np.random.Generator
+    epoch: int = 0
+
+
+def init_state(cfg: Config) -> TrainState:
+    """Fresh weights and optimiser; one SeedSequence spawns a stream for each use."""
+    rng_init, rng_order, rng_neg, rng_jitter = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(4))
+    net = init_net(cfg.layer_sizes, rng_init)
+    return TrainState(net, make_adam(len(net.params), cfg.lr), np.zeros_like(net.params),
+                      rng_order, rng_neg, rng_jitter)
+
+
+def train_epoch(state: TrainState, cfg: Config, x_clean, y, pool=None) -> np.ndarray:
+    """One pass over (x_clean, y) in shuffled minibatches; x_clean has the slot zeroed.
+
+    Returns the epoch's mean (loss, g_pos, g_neg) per layer, shape (L, 3).
+    """
+    net, n = state.net, len(x_clean)
+    x_epoch = clear_label_slot(jitter_images(x_clean, state.rng_jitter)) if cfg.jitter else x_clean
+    order = state.rng_order.permutation(n)
+    n_batches = math.ceil(n / cfg.batch_size)
+    sums = np.zeros((len(net.W), 3))
+    for i in range(n_batches):
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        y_pos = y[idx]
+        y_neg = draw_wrong_labels(y_pos, state.rng_neg)
+        stats = ff_step_grads(net, x_epoch[idx], y_pos, y_neg, cfg.threshold, state.grads)
+        if not all(math.isfinite(s[0]) for s in stats):
+            raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
+                                f"batch {i + 1} (try a smaller --lr)")
+        sums += stats
+        adam_update(net.params, state.grads, state.opt, cfg.lr, pool)
+    state.epoch += 1
+    return sums / n_batches
+
+
 def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print):
     """Train an FF net on (x_train, y_train) as cfg says; return (net, history).
 
     evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch.
     callback(epoch, net, history) runs after each epoch (the GIF script uses it).
     """
-    streams = np.random.SeedSequence(cfg.seed).spawn(4)
-    rng_init, rng_order, rng_neg, rng_jitter = (np.random.default_rng(s) for s in streams)
-    net = init_net(cfg.layer_sizes, rng_init)
-    opt = make_adam(len(net.params), cfg.lr)
-    grads = np.zeros_like(net.params)
-    history = new_history(len(net.W))
-    n = len(x_train)
+    state = init_state(cfg)
+    history = new_history(len(state.net.W))
     x_clean = clear_label_slot(x_train)
-    n_batches = math.ceil(n / cfg.batch_size)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for epoch in range(1, cfg.n_epochs + 1):
             t0 = time.perf_counter()
-            x_epoch = clear_label_slot(jitter_images(x_train, rng_jitter)) if cfg.jitter else x_clean
-            order = rng_order.permutation(n)
-            sums = np.zeros((len(net.W), 3))
-            for i in range(n_batches):
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                y_pos = y_train[idx]
-                y_neg = draw_wrong_labels(y_pos, rng_neg)
-                stats = ff_step_grads(net, x_epoch[idx], y_pos, y_neg, cfg.threshold, grads)
-                sums += stats
-                if not all(math.isfinite(s[0]) for s in stats):
-                    raise NonFiniteLoss(f"the FF loss became non-finite in epoch {epoch}, "
-                                        f"batch {i + 1} (try a smaller --lr)")
-                adam_update(net.params, grads, opt, cfg.lr, pool)
-            seconds = time.perf_counter() - t0
-            means = sums / n_batches
+            means = train_epoch(state, cfg, x_clean, y_train, pool)
             history["epoch"].append(epoch)
             history["loss"].append(means[:, 0].tolist())
             history["g_pos"].append(means[:, 1].tolist())
             history["g_neg"].append(means[:, 2].tolist())
-            history["seconds"].append(seconds)
             if evaluation is not None:
                 (xa, ya), (xb, yb) = evaluation
-                history["train_acc"].append(accuracy(net, xa, ya, cfg.predict_mode))
-                history["test_acc"].append(accuracy(net, xb, yb, cfg.predict_mode))
+                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
+                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
+            history["seconds"].append(time.perf_counter() - t0)
             if log:
                 log(epoch_line(epoch, cfg.n_epochs, history))
             if callback:
-                callback(epoch, net, history)
-    return net, history
+                callback(epoch, state.net, history)
+    return state.net, history
 
 
 def epoch_line(epoch, n_epochs, history):

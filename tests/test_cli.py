@@ -146,12 +146,12 @@ def test_load_model_refuses_bad_files(tmp_path):
 
 @pytest.mark.skipif(real_mnist_dir() is None,
                     reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
-def test_real_mnist_one_epoch_on_10k_reaches_90_percent(monkeypatch):
+def test_real_mnist_short_run_reaches_90_percent(monkeypatch):
+    """4 epochs of the seed recipe on all 60K images (~8 s). One epoch on 10K images,
+    as first planned, reaches only ~50% with this recipe: the label rows of W0 start
+    tiny and Adam needs a few hundred steps to grow them (see README)."""
     monkeypatch.setenv("HINTON_MNIST_DIR", str(real_mnist_dir()))
-    metrics = ff.main(["--n-epochs", "1", "--train-subset", "10000", "--full-test", "--quiet"]
-                      + REAL_RUN_FLAGS)
+    metrics = ff.main(["--n-epochs", "4", "--full-test", "--quiet"])
     assert metrics["test_total"] == 10000
     assert metrics["test_accuracy"] >= 0.90, metrics["prediction_modes"]
-
-
-REAL_RUN_FLAGS = ["--batch-size", "16"]
+    assert metrics["dead_units"][0] < 50

@@ -1,0 +1,274 @@
+"""Benchmark: the module's FF epoch against a plain NumPy epoch and this machine's floor.
+
+    python3 benchmarks/bench_ff.py                      # 784-500-500, batch 128, 60K images
+    python3 benchmarks/bench_ff.py --layer-sizes 784,2000,2000,2000,2000 --train-subset 10000
+    python3 benchmarks/bench_ff.py --json bench.json
+
+Measured in one process, side by side, medians over --repeats after --warmup epochs:
+  reference epoch  a careful plain NumPy epoch (labels embedded into both inputs, a full
+                   product for each, fresh arrays, Adam written the obvious way)
+  module epoch     ff_label_in_input.train_epoch
+  GEMM floor       only the float32 products the module's epoch performs, back to back
+  floor            GEMM floor + one streaming pass over the optimiser state (read W, g,
+                   m, v; write W, m, v) at the copy bandwidth measured here
+  prediction       10 labels x 10K test images: 10 full forward passes vs the module
+It reports; it asserts nothing about time.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import ff_label_in_input as ff  # noqa: E402
+
+
+# ---------------------------------------------------------------- the plain reference
+
+def reference_init(net):
+    """Per-array copies of the weights plus zeroed Adam moments, as a plain script keeps them."""
+    Ws = [W.copy() for W in net.W]
+    bs = [b.copy() for b in net.b]
+    ms = [np.zeros_like(p) for p in Ws + bs]
+    vs = [np.zeros_like(p) for p in Ws + bs]
+    return {"W": Ws, "b": bs, "m": ms, "v": vs, "t": 0}
+
+
+def reference_step(st, x, y_pos, y_neg, theta, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """One minibatch the obvious way; returns the per-layer losses."""
+    n = len(x)
+    xp = x.copy(); xp[:, :10] = 0; xp[np.arange(n), y_pos] = 1
+    xn = x.copy(); xn[:, :10] = 0; xn[np.arange(n), y_neg] = 1
+    grads, losses = [], []
+    for W, b in zip(st["W"], st["b"]):
+        hp = np.maximum(xp @ W + b, 0)
+        hn = np.maximum(xn @ W + b, 0)
+        gp = (hp ** 2).mean(axis=1)
+        gn = (hn ** 2).mean(axis=1)
+        losses.append(float(np.logaddexp(0, theta - gp).mean() + np.logaddexp(0, gn - theta).mean()))
+        sp = -1 / (1 + np.exp(gp - theta)) / n
+        sn = 1 / (1 + np.exp(theta - gn)) / n
+        dzp = hp * (2 / W.shape[1]) * sp[:, None]
+        dzn = hn * (2 / W.shape[1]) * sn[:, None]
+        grads.append((xp.T @ dzp + xn.T @ dzn, dzp.sum(0) + dzn.sum(0)))
+        xp = hp / np.sqrt((hp ** 2).mean(axis=1, keepdims=True) + 1e-8)
+        xn = hn / np.sqrt((hn ** 2).mean(axis=1, keepdims=True) + 1e-8)
+    st["t"] += 1
+    t = st["t"]
+    params = st["W"] + st["b"]
+    flat_grads = [g for g, _ in grads] + [g for _, g in grads]
+    for i, (p, g) in enumerate(zip(params, flat_grads)):
+        st["m"][i] = b1 * st["m"][i] + (1 - b1) * g
+        st["v"][i] = b2 * st["v"][i] + (1 - b2) * g * g
+        m_hat = st["m"][i] / (1 - b1 ** t)
+        v_hat = st["v"][i] / (1 - b2 ** t)
+        p -= (lr * m_hat / (np.sqrt(v_hat) + eps)).astype(np.float32)
+    return losses
+
+
+def reference_epoch(st, x, y, cfg, rng):
+    order = rng.permutation(len(x))
+    for i in range(0, len(x), cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        y_neg = (y[idx] + rng.integers(1, 10, len(idx))) % 10
+        reference_step(st, x[idx], y[idx], y_neg, cfg.threshold, cfg.lr)
+
+
+# ---------------------------------------------------------------- floors
+
+def gemm_floor_epoch(sizes, n, batch, rng):
+    """Time only the products of the module's epoch, at their shapes, back to back."""
+    B2 = 2 * batch
+    mats = []
+    for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = rng.standard_normal((d_in, d_out), dtype=np.float32)
+        if l == 0:
+            x = rng.random((batch, d_in), dtype=np.float32)
+            dz = rng.standard_normal((batch, d_out), dtype=np.float32)
+            onehot_t = np.zeros((10, B2), np.float32)
+            dz2 = rng.standard_normal((B2, d_out), dtype=np.float32)
+            mats.append((x, W, x.T, dz, np.empty_like(W), onehot_t, dz2))
+        else:
+            x = rng.random((B2, d_in), dtype=np.float32)
+            dz = rng.standard_normal((B2, d_out), dtype=np.float32)
+            mats.append((x, W, x.T, dz, np.empty_like(W), None, None))
+    t0 = time.perf_counter()
+    for _ in range(math.ceil(n / batch)):
+        for x, W, xT, dz, gW, onehot_t, dz2 in mats:
+            x @ W
+            np.matmul(xT, dz, out=gW)
+            if onehot_t is not None:
+                onehot_t @ dz2
+    return time.perf_counter() - t0
+
+
+def copy_bandwidth(rng, n_bytes=256 << 20, repeats=5):
+    """Bytes moved per second (read + write) by np.copyto on an array far beyond cache."""
+    a = rng.random(n_bytes // 4, dtype=np.float32)
+    b = np.empty_like(a)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); np.copyto(b, a); times.append(time.perf_counter() - t0)
+    return 2 * a.nbytes / float(np.median(times))
+
+
+# ---------------------------------------------------------------- prediction
+
+def naive_label_goodness(net, x):
+    """10 full forward passes, one per candidate label."""
+    out = np.empty((len(x), 10, len(net.W)), np.float32)
+    for k in range(10):
+        h = ff.embed_label(x, np.full(len(x), k))
+        for l, (W, b) in enumerate(zip(net.W, net.b)):
+            h = np.maximum(h @ W + b, 0)
+            g = (h ** 2).mean(axis=1)
+            out[:, k, l] = g
+            h = h / np.sqrt(g + 1e-8)[:, None]
+    return out
+
+
+# ---------------------------------------------------------------- driver
+
+def blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+        return [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                for i in threadpool_info()]
+    except ImportError:
+        return "threadpoolctl not installed (pip install threadpoolctl)"
+
+
+def timed(fn):
+    t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--layer-sizes", type=ff.layer_sizes_arg, default=[784, 500, 500])
+    p.add_argument("--batch-size", type=ff.positive_int, default=128)
+    p.add_argument("--train-subset", type=ff.positive_int, default=None,
+                   help="epoch over the first N training images (default: all 60000)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed epochs before timing (steady state)")
+    p.add_argument("--repeats", type=ff.positive_int, default=3, help="timed epochs of each kind")
+    p.add_argument("--skip-reference", action="store_true", help="time only the module")
+    p.add_argument("--json", metavar="PATH", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+
+    try:
+        x_train, y_train, x_test, y_test = ff.load_mnist(mirrors=())
+        data = "MNIST"
+    except ff.DataError:
+        rng = np.random.default_rng(0)
+        x_train = rng.random((60000, 784), dtype=np.float32)
+        y_train = rng.integers(0, 10, 60000)
+        x_test, y_test = x_train[:10000].copy(), y_train[:10000].copy()
+        data = "random data of MNIST's shape (MNIST not found)"
+    if args.train_subset:
+        x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
+    cfg = ff.Config(layer_sizes=args.layer_sizes, batch_size=args.batch_size)
+    n = len(x_train)
+    print(f"bench: {'-'.join(map(str, cfg.layer_sizes))}, batch {cfg.batch_size}, {n} images of {data}; "
+          f"warmup {args.warmup}, repeats {args.repeats}", flush=True)
+
+    # the reference computes the module's loss on the same batch
+    state = ff.init_state(cfg)
+    ref = reference_init(state.net)
+    x0, y0 = x_train[:cfg.batch_size], y_train[:cfg.batch_size]
+    yn0 = ff.draw_wrong_labels(y0, np.random.default_rng(1))
+    ref_losses = reference_step(reference_init(state.net), x0, y0, yn0, cfg.threshold, cfg.lr)
+    mod_losses = [s[0] for s in ff.ff_step_grads(state.net, ff.clear_label_slot(x0), y0, yn0,
+                                                 cfg.threshold, np.zeros_like(state.net.params))]
+    loss_gap = max(abs(a - b) / abs(b) for a, b in zip(mod_losses, ref_losses))
+    print(f"same batch, same weights: module loss {mod_losses} vs reference {ref_losses} "
+          f"(max relative gap {loss_gap:.1e})", flush=True)
+
+    x_clean = ff.clear_label_slot(x_train)
+    results = {"layer_sizes": cfg.layer_sizes, "batch_size": cfg.batch_size, "n_images": n,
+               "data": data, "loss_max_relative_gap": loss_gap}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        module_times = [timed(lambda: ff.train_epoch(state, cfg, x_clean, y_train, pool))
+                        for _ in range(args.warmup + args.repeats)]
+    results["module_epoch_s"] = float(np.median(module_times[args.warmup:]))
+    results["module_epoch_all_s"] = module_times
+    print(f"module epochs (s): {' '.join(f'{t:.2f}' for t in module_times)}", flush=True)
+
+    if not args.skip_reference:
+        rng = np.random.default_rng(2)
+        ref_times = [timed(lambda: reference_epoch(ref, x_train, y_train, cfg, rng))
+                     for _ in range(args.warmup + args.repeats)]
+        results["reference_epoch_s"] = float(np.median(ref_times[args.warmup:]))
+        results["reference_epoch_all_s"] = ref_times
+        print(f"reference epochs (s): {' '.join(f'{t:.2f}' for t in ref_times)}", flush=True)
+
+    rng = np.random.default_rng(3)
+    gemm = [gemm_floor_epoch(cfg.layer_sizes, n, cfg.batch_size, rng) for _ in range(args.repeats)]
+    results["gemm_floor_s"] = float(np.median(gemm))
+    bw = copy_bandwidth(rng)
+    state_bytes = 7 * 4 * ff.n_params(cfg.layer_sizes) * math.ceil(n / cfg.batch_size)
+    results["copy_bandwidth_GBps"] = bw / 1e9
+    results["optimizer_stream_s"] = state_bytes / bw
+    results["floor_s"] = results["gemm_floor_s"] + results["optimizer_stream_s"]
+
+    x_pred = x_test[:10000]
+    naive = [timed(lambda: naive_label_goodness(state.net, x_pred)) for _ in range(args.repeats)]
+    fast = [timed(lambda: ff.label_goodness(state.net, x_pred)) for _ in range(args.repeats)]
+    results["predict_naive_s"] = float(np.median(naive))
+    results["predict_module_s"] = float(np.median(fast))
+    agree = np.abs(ff.label_goodness(state.net, x_pred[:500]) - naive_label_goodness(state.net, x_pred[:500]))
+    results["predict_max_abs_diff"] = float(agree.max())
+
+    results["ratio_reference_over_module"] = (results.get("reference_epoch_s", float("nan"))
+                                              / results["module_epoch_s"])
+    results["ratio_module_over_floor"] = results["module_epoch_s"] / results["floor_s"]
+    results["ratio_module_over_gemm_floor"] = results["module_epoch_s"] / results["gemm_floor_s"]
+    results["ratio_predict_naive_over_module"] = results["predict_naive_s"] / results["predict_module_s"]
+    results["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+                          "numpy": np.__version__, "blas": blas_info(), "platform": platform.platform()}
+
+    rows = [("reference epoch (plain NumPy)", results.get("reference_epoch_s")),
+            ("module epoch", results["module_epoch_s"]),
+            ("GEMM floor", results["gemm_floor_s"]),
+            (f"optimiser state stream ({results['copy_bandwidth_GBps']:.1f} GB/s copy)",
+             results["optimizer_stream_s"]),
+            ("floor = GEMM floor + state stream", results["floor_s"]),
+            ("predict 10K x 10 labels, naive", results["predict_naive_s"]),
+            ("predict 10K x 10 labels, module", results["predict_module_s"])]
+    print(f"\n| {'what':<44} | {'median s':>9} |\n|{'-' * 46}|{'-' * 11}|")
+    for name, value in rows:
+        print(f"| {name:<44} | {value:9.3f} |" if value is not None else f"| {name:<44} | {'skipped':>9} |")
+    print(f"\nreference / module epoch: {results['ratio_reference_over_module']:.2f}x")
+    print(f"module epoch / floor:     {results['ratio_module_over_floor']:.2f}x "
+          f"(/ GEMM floor alone: {results['ratio_module_over_gemm_floor']:.2f}x)")
+    print(f"predict naive / module:   {results['ratio_predict_naive_over_module']:.2f}x "
+          f"(max |goodness diff| {results['predict_max_abs_diff']:.1e})")
+    print(f"peak RSS: {results['peak_rss_MB']:.0f} MB; {results['machine']['cpu']}, "
+          f"{results['machine']['cores']} cores, Python {results['machine']['python']}, "
+          f"NumPy {results['machine']['numpy']}")
+    if args.json:
+        ff.atomic_write_bytes(Path(args.json), (json.dumps(results, indent=2) + "\n").encode())
+    return results
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()

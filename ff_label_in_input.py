@@ -241,6 +241,17 @@ def param_views(flat: np.ndarray, layer_sizes):
     return Ws, bs
 
 
+def stacked_views(flat: np.ndarray, layer_sizes):
+    """Per-layer views [W; b] of shape (D_in + 1, D_out): b sits right after W in `flat`,
+    so a 1 appended to each input row makes one product compute x W + b, and the
+    same product's transpose gives the weight and bias gradients together."""
+    views, i = [], 0
+    for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        views.append(flat[i:i + (d_in + 1) * d_out].reshape(d_in + 1, d_out))
+        i += (d_in + 1) * d_out
+    return views
+
+
 def n_params(layer_sizes) -> int:
     return sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
 
@@ -301,45 +312,61 @@ def layer_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
 # One training step: every layer learns from its own input and output only.
 # ----------------------------------------------------------------------------
 
+def training_inputs(x: np.ndarray) -> np.ndarray:
+    """Images as ff_step_grads takes them: label slot zeroed, a constant 1 appended
+    (the bias input). (N, 784) -> (N, 785)"""
+    out = np.empty((len(x), N_PIXELS + 1), x.dtype)
+    out[:, :N_PIXELS] = x
+    out[:, :LABEL_SLOT] = 0
+    out[:, N_PIXELS] = 1
+    return out
+
+
 def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndarray,
                   theta: float, grads: np.ndarray):
     """Local FF gradients of all layers for one minibatch, written into `grads`.
 
-    x_img: (B, 784) images with the label slot zeroed; y_pos, y_neg: (B,) labels.
+    x_img: (B, 785) from training_inputs; y_pos, y_neg: (B,) labels.
     Returns per-layer (loss, mean g_pos, mean g_neg). The positive and negative
     batches go through each product together as one (2B, D) matrix.
     """
     B = len(x_img)
-    gWs, gbs = param_views(grads, net.layer_sizes)
+    Wb, gWb = stacked_views(net.params, net.layer_sizes), stacked_views(grads, net.layer_sizes)
     labels = np.concatenate([y_pos, y_neg])                        # (2B,)
     stats = []
     x = None
-    for l, (W, b) in enumerate(zip(net.W, net.b)):
+    for l in range(len(Wb)):
+        d_out = Wb[l].shape[1]
         if l == 0:
             # Label-slot identity: [x_img + onehot(y)] W0 = x_img W0 + W0[y]. One image
             # product serves the positive and the negative copy.
-            a = x_img @ W                                          # (B, D1)
-            label_rows = W[:LABEL_SLOT] + b                        # (10, D1)
-            h = np.concatenate([a, a]) + label_rows[labels]        # (2B, D1)
-            np.maximum(h, 0, out=h)
-            g = goodness(h)
+            a = x_img @ Wb[0]                                      # (B, D1), bias included
+            h = np.take(Wb[0][:LABEL_SLOT], labels, axis=0)        # (2B, D1)
+            h[:B] += a
+            h[B:] += a
         else:
-            h, g = layer_forward(x, W, b)                          # (2B, D)
+            h = x @ Wb[l]                                          # (2B, D)
+        np.maximum(h, 0, out=h)
+        g = goodness(h)
         g_pos, g_neg = g[:B], g[B:]
         stats.append((float(ff_loss(g_pos, g_neg, theta)), float(g_pos.mean()),
                       float(g_neg.mean())))
-        x_next = normalize(h, g) if l + 1 < len(net.W) else None   # no gradient flows back
+        if l + 1 < len(Wb):                                        # next input; no gradient flows back
+            x_next = np.empty((2 * B, d_out + 1), h.dtype)
+            np.multiply(h, (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None], out=x_next[:, :d_out])
+            x_next[:, d_out] = 1
         dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta))
         dz = dgoodness_dz_scale(h, dl_dg)                          # (2B, D)
         if l == 0:
-            # d/dW0 of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
+            # d/d[W0; b0] of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
             # dz on the row of the label it carried (the one-hot pixel).
-            np.matmul(x_img.T, dz[:B] + dz[B:], out=gWs[0])
-            gWs[0][:LABEL_SLOT] = np.eye(N_CLASSES, dtype=DTYPE)[labels].T @ dz
+            np.matmul(x_img.T, dz[:B] + dz[B:], out=gWb[0])
+            onehot_t = (np.arange(N_CLASSES)[:, None] == labels).astype(h.dtype)   # (10, 2B)
+            np.matmul(onehot_t, dz, out=gWb[0][:LABEL_SLOT])
         else:
-            np.matmul(x.T, dz, out=gWs[l])
-        np.sum(dz, axis=0, out=gbs[l])
-        x = x_next
+            np.matmul(x.T, dz, out=gWb[l])
+        if l + 1 < len(Wb):
+            x = x_next
     return stats
 
 
@@ -364,7 +391,7 @@ class Adam:
     v: np.ndarray | None = None
 
 
-ADAM_CHUNK = 16384       # elements per chunk: the 5 arrays of a chunk stay in L2 cache
+ADAM_CHUNK = 65536       # elements per chunk: the 5 arrays of a chunk (1.3 MB) stay in L2
 # Dead units get exactly zero gradients, so their Adam moments decay geometrically
 # into float32 subnormals, whose arithmetic is ~100x slower on x86. Adding then
 # subtracting 2^-100 leaves every |m| > 2^-76 exactly as it is and rounds smaller
@@ -406,25 +433,27 @@ def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps):
 
 
 def adam_update(params, grads, opt: Adam, lr: float, pool=None):
-    """One Adam step on the flat vectors, chunked so each chunk works in cache,
-    chunks spread over `pool`'s threads (NumPy releases the GIL in ufuncs)."""
+    """One Adam step on the flat vectors. Each of `pool`'s threads takes one contiguous
+    share and walks it in cache-sized chunks (NumPy releases the GIL inside ufuncs)."""
     opt.t += 1
     step, eps = adam_constants(opt, lr)
-    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
+    b1, b2, step, eps = DTYPE(opt.beta1), DTYPE(opt.beta2), DTYPE(step), DTYPE(eps)
     n = len(params)
-    bounds = [(i, min(i + ADAM_CHUNK, n)) for i in range(0, n, ADAM_CHUNK)]
 
-    def run(chunks):
-        tmp = np.empty(ADAM_CHUNK, DTYPE)
-        for a, z in chunks:
+    def run(share):
+        start, stop = share
+        tmp = np.empty(min(ADAM_CHUNK, stop - start), DTYPE)
+        for a in range(start, stop, ADAM_CHUNK):
+            z = min(a + ADAM_CHUNK, stop)
             _adam_chunk(params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], tmp[:z - a],
-                        b1, b2, DTYPE(step), DTYPE(eps))
+                        b1, b2, step, eps)
 
-    if pool is None or len(bounds) < 2:
-        run(bounds)
+    k = pool._max_workers if pool is not None and n >= 2 * ADAM_CHUNK else 1
+    shares = [(n * i // k, n * (i + 1) // k) for i in range(k)]
+    if k == 1:
+        run(shares[0])
     else:
-        k = pool._max_workers
-        list(pool.map(run, [bounds[i::k] for i in range(k)]))
+        list(pool.map(run, shares))
 
 
 # ----------------------------------------------------------------------------
@@ -461,13 +490,15 @@ def init_state(cfg: Config) -> TrainState:
                       rng_order, rng_neg, rng_jitter)
 
 
-def train_epoch(state: TrainState, cfg: Config, x_clean, y, pool=None) -> np.ndarray:
-    """One pass over (x_clean, y) in shuffled minibatches; x_clean has the slot zeroed.
+def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None) -> np.ndarray:
+    """One pass over (x_inputs, y) in shuffled minibatches; x_inputs from training_inputs.
 
     Returns the epoch's mean (loss, g_pos, g_neg) per layer, shape (L, 3).
     """
-    net, n = state.net, len(x_clean)
-    x_epoch = clear_label_slot(jitter_images(x_clean, state.rng_jitter)) if cfg.jitter else x_clean
+    net, n = state.net, len(x_inputs)
+    x_epoch = x_inputs
+    if cfg.jitter:
+        x_epoch = training_inputs(jitter_images(x_inputs[:, :N_PIXELS], state.rng_jitter))
     order = state.rng_order.permutation(n)
     n_batches = math.ceil(n / cfg.batch_size)
     sums = np.zeros((len(net.W), 3))
@@ -493,11 +524,11 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
     """
     state = init_state(cfg)
     history = new_history(len(state.net.W))
-    x_clean = clear_label_slot(x_train)
+    x_inputs = training_inputs(x_train)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for epoch in range(1, cfg.n_epochs + 1):
             t0 = time.perf_counter()
-            means = train_epoch(state, cfg, x_clean, y_train, pool)
+            means = train_epoch(state, cfg, x_inputs, y_train, pool)
             history["epoch"].append(epoch)
             history["loss"].append(means[:, 0].tolist())
             history["g_pos"].append(means[:, 1].tolist())

@@ -90,6 +90,7 @@ def gemm_floor_epoch(sizes, n, batch, rng):
     B2 = 2 * batch
     mats = []
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        d_in += 1                                  # the module's [W; b] with a 1 input
         W = rng.standard_normal((d_in, d_out), dtype=np.float32)
         if l == 0:
             x = rng.random((batch, d_in), dtype=np.float32)
@@ -186,17 +187,17 @@ def main(argv=None):
     x0, y0 = x_train[:cfg.batch_size], y_train[:cfg.batch_size]
     yn0 = ff.draw_wrong_labels(y0, np.random.default_rng(1))
     ref_losses = reference_step(reference_init(state.net), x0, y0, yn0, cfg.threshold, cfg.lr)
-    mod_losses = [s[0] for s in ff.ff_step_grads(state.net, ff.clear_label_slot(x0), y0, yn0,
+    mod_losses = [s[0] for s in ff.ff_step_grads(state.net, ff.training_inputs(x0), y0, yn0,
                                                  cfg.threshold, np.zeros_like(state.net.params))]
     loss_gap = max(abs(a - b) / abs(b) for a, b in zip(mod_losses, ref_losses))
     print(f"same batch, same weights: module loss {mod_losses} vs reference {ref_losses} "
           f"(max relative gap {loss_gap:.1e})", flush=True)
 
-    x_clean = ff.clear_label_slot(x_train)
+    x_inputs = ff.training_inputs(x_train)
     results = {"layer_sizes": cfg.layer_sizes, "batch_size": cfg.batch_size, "n_images": n,
                "data": data, "loss_max_relative_gap": loss_gap}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        module_times = [timed(lambda: ff.train_epoch(state, cfg, x_clean, y_train, pool))
+        module_times = [timed(lambda: ff.train_epoch(state, cfg, x_inputs, y_train, pool))
                         for _ in range(args.warmup + args.repeats)]
     results["module_epoch_s"] = float(np.median(module_times[args.warmup:]))
     results["module_epoch_all_s"] = module_times

@@ -66,6 +66,16 @@ class Config:
     eval_subset: int = 2000             # images of train and of test scored every epoch
     full_test: bool = False             # final report on all 10000 test images
     predict_mode: str = "all"           # which layers' goodness the headline sums
+    lr_schedule: str = "constant"       # constant | cooldown: constant for half the steps, then linear to 0
+    deep_lr_scale: float = 1.0          # lr multiplier for every layer after the first
+    neg_sampling: str = "uniform"       # uniform | hard: wrong label ~ softmax of current goodness
+    peer_norm: float = 0.0              # weight of the peer-normalisation penalty (0: off)
+    val_split: int = 0                  # hold out the last N training images and evaluate on them
+
+
+TRAINING_FIELDS = ("seed", "n_epochs", "lr", "layer_sizes", "threshold", "batch_size", "jitter",
+                   "train_subset", "lr_schedule", "deep_lr_scale", "neg_sampling", "peer_norm",
+                   "val_split", "predict_mode")   # a checkpoint resumes only if these match
 
 
 # ----------------------------------------------------------------------------
@@ -215,6 +225,20 @@ def draw_wrong_labels(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (y + rng.integers(1, N_CLASSES, size=len(y))) % N_CLASSES
 
 
+def draw_hard_labels(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A wrong label per sample drawn with probability softmax(scores) over the 9 wrong ones.
+
+    scores: (N, 10) goodness of each candidate label under the current network, so the
+    wrong labels the network finds most convincing are drawn most often.
+    """
+    z = scores.astype(np.float64)
+    z[np.arange(len(y)), y] = -np.inf                            # never the true label
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(len(y))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), N_CLASSES - 1)
+
+
 # ----------------------------------------------------------------------------
 # Layer numerics: goodness, loss and its local gradient, normalisation.
 # ----------------------------------------------------------------------------
@@ -322,13 +346,19 @@ def training_inputs(x: np.ndarray) -> np.ndarray:
     return out
 
 
+PEER_MOMENTUM = 0.9      # running mean of each unit's activity, for peer normalisation
+
+
 def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndarray,
-                  theta: float, grads: np.ndarray):
+                  theta: float, grads: np.ndarray, peer_norm: float = 0.0, peer_means=None):
     """Local FF gradients of all layers for one minibatch, written into `grads`.
 
     x_img: (B, 785) from training_inputs; y_pos, y_neg: (B,) labels.
     Returns per-layer (loss, mean g_pos, mean g_neg). The positive and negative
     batches go through each product together as one (2B, D) matrix.
+    peer_norm > 0 adds peer normalisation (Hinton 2022, sec. 3.5 and his code): a
+    penalty peer_norm * mean_j (r_j - mean(r))^2 on each unit's running mean activity
+    r_j over positive data (peer_means, updated in place), which keeps units alive.
     """
     B = len(x_img)
     Wb, gWb = stacked_views(net.params, net.layer_sizes), stacked_views(grads, net.layer_sizes)
@@ -357,6 +387,13 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
             x_next[:, d_out] = 1
         dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta))
         dz = dgoodness_dz_scale(h, dl_dg)                          # (2B, D)
+        if peer_norm:
+            r = peer_means[l]
+            r *= PEER_MOMENTUM
+            r += (1 - PEER_MOMENTUM) * h[:B].mean(axis=0)
+            # d penalty / d h_ij for positive rows, through this batch's share of r_j
+            coef = (peer_norm * 2 / d_out * (1 - PEER_MOMENTUM) / B) * (r - r.mean())
+            dz[:B] += (h[:B] > 0) * coef.astype(h.dtype)
         if l == 0:
             # d/d[W0; b0] of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
             # dz on the row of the label it carried (the one-hot pixel).
@@ -432,13 +469,23 @@ def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps):
     p -= tmp
 
 
-def adam_update(params, grads, opt: Adam, lr: float, pool=None):
+def adam_update(params, grads, opt: Adam, lr: float, pool=None, segments=None):
     """One Adam step on the flat vectors. Each of `pool`'s threads takes one contiguous
-    share and walks it in cache-sized chunks (NumPy releases the GIL inside ufuncs)."""
+    share and walks it in cache-sized chunks (NumPy releases the GIL inside ufuncs).
+
+    segments: optional [(start, stop, lr_multiplier)] for per-layer learning rates.
+    """
     opt.t += 1
+    if segments is None:
+        segments = [(0, len(params), 1.0)]
+    for seg_start, seg_stop, mult in segments:
+        _adam_segment(params, grads, opt, lr * mult, seg_start, seg_stop, pool)
+
+
+def _adam_segment(params, grads, opt, lr, seg_start, seg_stop, pool):
     step, eps = adam_constants(opt, lr)
     b1, b2, step, eps = DTYPE(opt.beta1), DTYPE(opt.beta2), DTYPE(step), DTYPE(eps)
-    n = len(params)
+    n = seg_stop - seg_start
 
     def run(share):
         start, stop = share
@@ -449,7 +496,7 @@ def adam_update(params, grads, opt: Adam, lr: float, pool=None):
                         b1, b2, step, eps)
 
     k = pool._max_workers if pool is not None and n >= 2 * ADAM_CHUNK else 1
-    shares = [(n * i // k, n * (i + 1) // k) for i in range(k)]
+    shares = [(seg_start + n * i // k, seg_start + n * (i + 1) // k) for i in range(k)]
     if k == 1:
         run(shares[0])
     else:
@@ -462,6 +509,13 @@ def adam_update(params, grads, opt: Adam, lr: float, pool=None):
 
 class NonFiniteLoss(FloatingPointError):
     """The FF loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the last complete epoch was saved to `path`."""
+    def __init__(self, path, epoch):
+        super().__init__(f"interrupted; the state after epoch {epoch} is in {path}")
+        self.path, self.epoch = path, epoch
 
 
 def new_history(n_layers):
@@ -478,6 +532,7 @@ class TrainState:
     rng_order: np.random.Generator
     rng_neg: np.random.Generator
     rng_jitter: np.random.Generator
+    peer_means: list          # per layer, running mean activity of each unit (peer norm)
     epoch: int = 0
 
 
@@ -487,13 +542,31 @@ def init_state(cfg: Config) -> TrainState:
         np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(4))
     net = init_net(cfg.layer_sizes, rng_init)
     return TrainState(net, make_adam(len(net.params), cfg.lr), np.zeros_like(net.params),
-                      rng_order, rng_neg, rng_jitter)
+                      rng_order, rng_neg, rng_jitter,
+                      [np.zeros(d, DTYPE) for d in cfg.layer_sizes[1:]])
 
 
-def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None) -> np.ndarray:
+def lr_at(cfg: Config, step: int, n_steps: int) -> float:
+    """Learning rate at a 0-based step. cooldown: constant for the first half of
+    training, then falling linearly to 0, as in Hinton's released code."""
+    if cfg.lr_schedule == "cooldown" and step >= n_steps // 2:
+        return cfg.lr * (n_steps - step) / (n_steps - n_steps // 2)
+    return cfg.lr
+
+
+def adam_segments(cfg: Config):
+    """Per-layer lr multipliers over the flat vector: 1 for layer 0, deep_lr_scale after."""
+    if cfg.deep_lr_scale == 1.0:
+        return None
+    first = (cfg.layer_sizes[0] + 1) * cfg.layer_sizes[1]
+    return [(0, first, 1.0), (first, n_params(cfg.layer_sizes), cfg.deep_lr_scale)]
+
+
+def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None, progress=None) -> np.ndarray:
     """One pass over (x_inputs, y) in shuffled minibatches; x_inputs from training_inputs.
 
     Returns the epoch's mean (loss, g_pos, g_neg) per layer, shape (L, 3).
+    progress(i, n_batches), if given, is called about once a second.
     """
     net, n = state.net, len(x_inputs)
     x_epoch = x_inputs
@@ -501,48 +574,122 @@ def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None) -> np.nd
         x_epoch = training_inputs(jitter_images(x_inputs[:, :N_PIXELS], state.rng_jitter))
     order = state.rng_order.permutation(n)
     n_batches = math.ceil(n / cfg.batch_size)
+    n_steps = n_batches * cfg.n_epochs
+    segments = adam_segments(cfg)
+    hard_layers = mode_layers(cfg.predict_mode, len(net.W))
     sums = np.zeros((len(net.W), 3))
+    shown = time.monotonic()
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        y_pos = y[idx]
-        y_neg = draw_wrong_labels(y_pos, state.rng_neg)
-        stats = ff_step_grads(net, x_epoch[idx], y_pos, y_neg, cfg.threshold, state.grads)
+        x_batch, y_pos = x_epoch[idx], y[idx]
+        if cfg.neg_sampling == "hard":
+            scores = label_goodness(net, x_batch[:, :N_PIXELS])[:, :, hard_layers].sum(axis=2)
+            y_neg = draw_hard_labels(y_pos, scores, state.rng_neg)
+        else:
+            y_neg = draw_wrong_labels(y_pos, state.rng_neg)
+        stats = ff_step_grads(net, x_batch, y_pos, y_neg, cfg.threshold, state.grads,
+                              cfg.peer_norm, state.peer_means)
         if not all(math.isfinite(s[0]) for s in stats):
             raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
                                 f"batch {i + 1} (try a smaller --lr)")
         sums += stats
-        adam_update(net.params, state.grads, state.opt, cfg.lr, pool)
+        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
+        adam_update(net.params, state.grads, state.opt, lr, pool, segments)
+        if progress and time.monotonic() - shown > 1:
+            progress(i + 1, n_batches)
+            shown = time.monotonic()
     state.epoch += 1
     return sums / n_batches
 
 
-def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print):
+def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print,
+          checkpoint=None, resume=None):
     """Train an FF net on (x_train, y_train) as cfg says; return (net, history).
 
     evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch.
     callback(epoch, net, history) runs after each epoch (the GIF script uses it).
+    checkpoint: path written atomically after every epoch (and on Ctrl-C);
+    resume: path of a checkpoint to continue from (same training config).
     """
-    state = init_state(cfg)
-    history = new_history(len(state.net.W))
+    if resume:
+        state, history = load_checkpoint(resume, cfg)
+        if log:
+            log(f"resumed from {resume} after epoch {state.epoch}")
+    else:
+        state, history = init_state(cfg), new_history(len(cfg.layer_sizes) - 1)
     x_inputs = training_inputs(x_train)
+    progress = None
+    if log and sys.stderr.isatty():
+        def progress(i, n):
+            print(f"\r  epoch {state.epoch + 1}: batch {i}/{n}", end="", file=sys.stderr, flush=True)
+    snapshot = checkpoint_arrays(state, cfg, history)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for epoch in range(1, cfg.n_epochs + 1):
-            t0 = time.perf_counter()
-            means = train_epoch(state, cfg, x_inputs, y_train, pool)
-            history["epoch"].append(epoch)
-            history["loss"].append(means[:, 0].tolist())
-            history["g_pos"].append(means[:, 1].tolist())
-            history["g_neg"].append(means[:, 2].tolist())
-            if evaluation is not None:
-                (xa, ya), (xb, yb) = evaluation
-                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
-                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
-            history["seconds"].append(time.perf_counter() - t0)
-            if log:
-                log(epoch_line(epoch, cfg.n_epochs, history))
-            if callback:
-                callback(epoch, state.net, history)
+        try:
+            for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
+                t0 = time.perf_counter()
+                means = train_epoch(state, cfg, x_inputs, y_train, pool, progress)
+                if progress:
+                    print("\r\033[K", end="", file=sys.stderr, flush=True)
+                history["epoch"].append(epoch)
+                history["loss"].append(means[:, 0].tolist())
+                history["g_pos"].append(means[:, 1].tolist())
+                history["g_neg"].append(means[:, 2].tolist())
+                if evaluation is not None:
+                    (xa, ya), (xb, yb) = evaluation
+                    history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
+                    history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
+                history["seconds"].append(time.perf_counter() - t0)
+                snapshot = checkpoint_arrays(state, cfg, history)
+                if checkpoint:
+                    atomic_savez(checkpoint, snapshot)
+                if log:
+                    log(epoch_line(epoch, cfg.n_epochs, history))
+                if callback:
+                    callback(epoch, state.net, history)
+        except KeyboardInterrupt:
+            path = checkpoint or "ff_interrupted.npz"
+            atomic_savez(path, snapshot)
+            raise Interrupted(path, int(snapshot["epoch"])) from None
     return state.net, history
+
+
+def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
+    """A copy of everything needed to continue training exactly where it stands."""
+    rngs = {k: getattr(state, k).bit_generator.state for k in ("rng_order", "rng_neg", "rng_jitter")}
+    return {"format_version": np.array(FORMAT_VERSION), "kind": np.array("checkpoint"),
+            "config": np.array(json.dumps(dataclasses.asdict(cfg))),
+            "history": np.array(json.dumps(history)), "rngs": np.array(json.dumps(rngs)),
+            "epoch": np.array(state.epoch), "t": np.array(state.opt.t),
+            "params": state.net.params.copy(), "m": state.opt.m.copy(), "v": state.opt.v.copy(),
+            "peer_means": np.concatenate(state.peer_means)}
+
+
+def load_checkpoint(path, cfg: Config):
+    """(state, history) from a checkpoint written with the same training config."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, zlib.error, EOFError) as e:
+        raise ModelError(f"{path} is not a readable checkpoint ({e})") from None
+    if str(data.get("kind", "")) != "checkpoint" or int(data.get("format_version", -1)) != FORMAT_VERSION:
+        raise ModelError(f"{path} is not a checkpoint of this version (a model file? "
+                         f"use the file written by --checkpoint)")
+    saved = json.loads(str(data["config"]))
+    current = dataclasses.asdict(cfg)
+    differ = [f"--{k.replace('_', '-')} {saved.get(k)} (now {current[k]})"
+              for k in TRAINING_FIELDS if saved.get(k) != current[k]]
+    if differ:
+        raise ModelError(f"{path} was written by a run with other settings: " + ", ".join(differ))
+    state = init_state(cfg)
+    state.net.params[...] = data["params"]
+    state.opt.m[...], state.opt.v[...], state.opt.t = data["m"], data["v"], int(data["t"])
+    state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
+    for k, rng_state in json.loads(str(data["rngs"])).items():
+        getattr(state, k).bit_generator.state = rng_state
+    state.epoch = int(data["epoch"])
+    return state, json.loads(str(data["history"]))
 
 
 def epoch_line(epoch, n_epochs, history):
@@ -752,6 +899,26 @@ def positive_float(text):
     return value
 
 
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def finite_float(text):
     try:
         value = float(text)
@@ -802,6 +969,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final report on all 10000 test images (else on the eval subset)")
     p.add_argument("--predict-mode", choices=PREDICT_MODES, default=d.predict_mode,
                    help="layers whose goodness the headline prediction sums")
+    p.add_argument("--lr-schedule", choices=("constant", "cooldown"), default=d.lr_schedule,
+                   help="cooldown: constant for the first half of the steps, then linear to 0")
+    p.add_argument("--deep-lr-scale", type=positive_float, default=d.deep_lr_scale,
+                   help="learning-rate multiplier for every layer after the first")
+    p.add_argument("--neg-sampling", choices=("uniform", "hard"), default=d.neg_sampling,
+                   help="wrong labels: uniform, or drawn by softmax of the network's current "
+                        "goodness (hard negatives)")
+    p.add_argument("--peer-norm", type=nonnegative_float, default=d.peer_norm,
+                   help="weight of the peer-normalisation penalty (0: off)")
+    p.add_argument("--val-split", type=nonnegative_int, default=d.val_split,
+                   help="hold out the last N training images and evaluate on them instead of "
+                        "the test set (for tuning)")
+    p.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="write a resumable checkpoint here after every epoch")
+    p.add_argument("--resume", metavar="PATH", default=None,
+                   help="continue from this checkpoint (same training flags)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST .gz files (default: $HINTON_MNIST_DIR, "
                         "else ~/.cache/hinton-mnist)")
@@ -821,7 +1004,14 @@ def parse_args(argv=None):
     if args.eval_subset > N_TEST:
         p.error(f"--eval-subset: at most {N_TEST} (it is also drawn from the test set), "
                 f"got {args.eval_subset}")
-    for flag in ("save", "metrics"):
+    n_train = args.train_subset or N_TRAIN
+    if args.val_split >= n_train:
+        p.error(f"--val-split: must leave training images, got {args.val_split} of {n_train}")
+    if args.val_split and args.eval_subset > args.val_split:
+        p.error(f"--eval-subset: at most --val-split ({args.val_split}), got {args.eval_subset}")
+    if args.resume and not Path(args.resume).is_file():
+        p.error(f"--resume: no such file {args.resume}")
+    for flag in ("save", "metrics", "checkpoint"):
         path = getattr(args, flag)
         if path is not None:
             parent = Path(path).expanduser().resolve().parent
@@ -839,7 +1029,7 @@ def config_from_args(args) -> Config:
 
 def report(metrics: dict, n_layers: int) -> str:
     """The closing summary: headline accuracy, per-class table, modes, dead units."""
-    lines = [f"test accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
+    lines = [f"{metrics.get('evaluated_on', 'test')} accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
              f"{metrics['test_total']} ({100 * metrics['test_accuracy']:.2f}%)",
              "class  correct/total  accuracy"]
     for k, c in metrics["per_class"].items():
@@ -863,24 +1053,43 @@ def main(argv=None) -> dict:
         raise SystemExit(1)
     if cfg.train_subset:
         x_train, y_train = x_train[:cfg.train_subset], y_train[:cfg.train_subset]
+    held_out = "test"
+    if cfg.val_split:
+        # DEVIATION (tuning only): the held-out images replace the test set everywhere
+        x_test, y_test = x_train[-cfg.val_split:], y_train[-cfg.val_split:]
+        x_train, y_train = x_train[:-cfg.val_split], y_train[:-cfg.val_split]
+        held_out = "validation"
     k = cfg.eval_subset
     evaluation = ((x_train[:k], y_train[:k]), (x_test[:k], y_test[:k]))
     if log:
         log("config: " + json.dumps(dataclasses.asdict(cfg)))
-        log(f"data: {len(x_train)} training images, eval on {min(k, len(x_train))} train + {k} test "
-            f"per epoch; epoch line shows per layer: loss g_pos/g_neg")
+        log(f"data: {len(x_train)} training images; every epoch scores {min(k, len(x_train))} "
+            f"train + {min(k, len(x_test))} {held_out} images; per layer: loss g_pos/g_neg")
     t0 = time.perf_counter()
     try:
-        net, history = train(cfg, x_train, y_train, evaluation=evaluation, log=log)
+        net, history = train(cfg, x_train, y_train, evaluation=evaluation, log=log,
+                             checkpoint=args.checkpoint, resume=args.resume)
     except NonFiniteLoss as e:
         print(f"error: {e}; no model was saved", file=sys.stderr)
         raise SystemExit(1)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1)
+    except Interrupted as e:
+        flags = [a for a in (sys.argv[1:] if argv is None else argv)]
+        if "--resume" in flags:
+            i = flags.index("--resume"); del flags[i:i + 2]
+        print(f"\n{e}. To continue: python3 {Path(__file__).name} {' '.join(flags)} "
+              f"--resume {e.path}", file=sys.stderr)
+        raise SystemExit(130)
     train_seconds = time.perf_counter() - t0
     x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
     metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
-    metrics.update({"config": dataclasses.asdict(cfg), "train_seconds": train_seconds,
-                    "layer_widths": cfg.layer_sizes[1:],
+    metrics.update({"evaluated_on": held_out, "config": dataclasses.asdict(cfg),
+                    "train_seconds": train_seconds, "layer_widths": cfg.layer_sizes[1:],
                     "final_train_accuracy": history["train_acc"][-1],
+                    "final_layer_stats": {"loss": history["loss"][-1], "g_pos": history["g_pos"][-1],
+                                          "g_neg": history["g_neg"][-1]},
                     "versions": versions()})
     if log:
         log(report(metrics, len(net.W)))

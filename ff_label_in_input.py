@@ -370,17 +370,20 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
         if l == 0:
             # Label-slot identity: [x_img + onehot(y)] W0 = x_img W0 + W0[y]. One image
             # product serves the positive and the negative copy.
-            a = x_img @ Wb[0]                                      # (B, D1), bias included
+            a = (Wb[0].T @ x_img.T).T                              # (B, D1), bias included
             h = np.take(Wb[0][:LABEL_SLOT], labels, axis=0)        # (2B, D1)
             h[:B] += a
             h[B:] += a
         else:
-            h = x @ Wb[l]                                          # (2B, D)
+            h = (Wb[l].T @ x.T).T                                  # (2B, D)
         np.maximum(h, 0, out=h)
         g = goodness(h)
         g_pos, g_neg = g[:B], g[B:]
         stats.append((float(ff_loss(g_pos, g_neg, theta)), float(g_pos.mean()),
                       float(g_neg.mean())))
+        # (Products are written W^T x^T: OpenBLAS runs (D, K) x (K, 2B) several times
+        # faster than (2B, K) x (K, D) when 2B is a few hundred rows; h is then a
+        # column-major view, which the elementwise work below handles as it is.)
         if l + 1 < len(Wb):                                        # next input; no gradient flows back
             x_next = np.empty((2 * B, d_out + 1), h.dtype)
             np.multiply(h, (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None], out=x_next[:, :d_out])
@@ -804,6 +807,9 @@ def atomic_write_bytes(path: Path, payload: bytes):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)           # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -68,14 +68,16 @@ class Config:
     predict_mode: str = "all"           # which layers' goodness the headline sums
     lr_schedule: str = "constant"       # constant | cooldown: constant for half the steps, then linear to 0
     deep_lr_scale: float = 1.0          # lr multiplier for every layer after the first
-    neg_sampling: str = "uniform"       # uniform | hard: wrong label ~ softmax of current goodness
+    neg_sampling: str = "uniform"       # uniform | hard | hard-first: wrong label ~ softmax of
+                                        # current goodness (hard-first: of layer 0 alone, ~free)
     peer_norm: float = 0.0              # weight of the peer-normalisation penalty (0: off)
     val_split: int = 0                  # hold out the last N training images and evaluate on them
+    goodness: str = "mean"              # mean | sum: the logistic compares sum(h^2) with theta * D
 
 
 TRAINING_FIELDS = ("seed", "n_epochs", "lr", "layer_sizes", "threshold", "batch_size", "jitter",
                    "train_subset", "lr_schedule", "deep_lr_scale", "neg_sampling", "peer_norm",
-                   "val_split", "predict_mode")   # a checkpoint resumes only if these match
+                   "val_split", "predict_mode", "goodness")   # a checkpoint resumes only if these match
 
 
 # ----------------------------------------------------------------------------
@@ -309,14 +311,19 @@ def sigmoid(x):
     return DTYPE(0.5) * np.tanh(DTYPE(0.5) * x) + DTYPE(0.5)  # stable for any x
 
 
-def ff_loss(g_pos, g_neg, theta):
-    """mean softplus(theta - g_pos) + mean softplus(g_neg - theta), i.e. -log p(correct)."""
-    return softplus(theta - g_pos).mean() + softplus(g_neg - theta).mean()
+def ff_loss(g_pos, g_neg, theta, scale=1.0):
+    """mean softplus(s (theta - g_pos)) + mean softplus(s (g_neg - theta)): -log p(correct).
+
+    scale s = 1 compares mean(h^2) with theta (the seed); s = D compares sum(h^2) with
+    theta * D, the much sharper logistic of Hinton's released code (with theta = 1).
+    """
+    return softplus(scale * (theta - g_pos)).mean() + softplus(scale * (g_neg - theta)).mean()
 
 
-def dloss_dgoodness(g_pos, g_neg, theta):
+def dloss_dgoodness(g_pos, g_neg, theta, scale=1.0):
     """d ff_loss / d g for each positive and each negative sample. (B,), (B,)"""
-    return -sigmoid(theta - g_pos) / len(g_pos), sigmoid(g_neg - theta) / len(g_neg)
+    return (-scale * sigmoid(scale * (theta - g_pos)) / len(g_pos),
+            scale * sigmoid(scale * (g_neg - theta)) / len(g_neg))
 
 
 def dgoodness_dz_scale(h: np.ndarray, dl_dg: np.ndarray) -> np.ndarray:
@@ -350,7 +357,8 @@ PEER_MOMENTUM = 0.9      # running mean of each unit's activity, for peer normal
 
 
 def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndarray,
-                  theta: float, grads: np.ndarray, peer_norm: float = 0.0, peer_means=None):
+                  theta: float, grads: np.ndarray, peer_norm: float = 0.0, peer_means=None,
+                  goodness_kind: str = "mean"):
     """Local FF gradients of all layers for one minibatch, written into `grads`.
 
     x_img: (B, 785) from training_inputs; y_pos, y_neg: (B,) labels.
@@ -379,7 +387,8 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
         np.maximum(h, 0, out=h)
         g = goodness(h)
         g_pos, g_neg = g[:B], g[B:]
-        stats.append((float(ff_loss(g_pos, g_neg, theta)), float(g_pos.mean()),
+        scale = h.dtype.type(d_out if goodness_kind == "sum" else 1)
+        stats.append((float(ff_loss(g_pos, g_neg, theta, scale)), float(g_pos.mean()),
                       float(g_neg.mean())))
         # (Products are written W^T x^T: OpenBLAS runs (D, K) x (K, 2B) several times
         # faster than (2B, K) x (K, D) when 2B is a few hundred rows; h is then a
@@ -388,7 +397,7 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
             x_next = np.empty((2 * B, d_out + 1), h.dtype)
             np.multiply(h, (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None], out=x_next[:, :d_out])
             x_next[:, d_out] = 1
-        dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta))
+        dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta, scale))
         dz = dgoodness_dz_scale(h, dl_dg)                          # (2B, D)
         if peer_norm:
             r = peer_means[l]
@@ -579,19 +588,20 @@ def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None, progress
     n_batches = math.ceil(n / cfg.batch_size)
     n_steps = n_batches * cfg.n_epochs
     segments = adam_segments(cfg)
-    hard_layers = mode_layers(cfg.predict_mode, len(net.W))
+    hard_layers = mode_layers("first" if cfg.neg_sampling == "hard-first" else cfg.predict_mode,
+                              len(net.W))
     sums = np.zeros((len(net.W), 3))
     shown = time.monotonic()
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         x_batch, y_pos = x_epoch[idx], y[idx]
-        if cfg.neg_sampling == "hard":
-            scores = label_goodness(net, x_batch[:, :N_PIXELS])[:, :, hard_layers].sum(axis=2)
+        if cfg.neg_sampling != "uniform":
+            scores = label_goodness(net, x_batch[:, :N_PIXELS], hard_layers).sum(axis=2)
             y_neg = draw_hard_labels(y_pos, scores, state.rng_neg)
         else:
             y_neg = draw_wrong_labels(y_pos, state.rng_neg)
         stats = ff_step_grads(net, x_batch, y_pos, y_neg, cfg.threshold, state.grads,
-                              cfg.peer_norm, state.peer_means)
+                              cfg.peer_norm, state.peer_means, cfg.goodness)
         if not all(math.isfinite(s[0]) for s in stats):
             raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
                                 f"batch {i + 1} (try a smaller --lr)")
@@ -725,13 +735,16 @@ def mode_layers(mode: str, n_layers: int):
     raise ValueError(f"unknown prediction mode {mode!r}")
 
 
-def label_goodness(net: Net, x: np.ndarray) -> np.ndarray:
+def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
     """Goodness of every layer for every candidate label. (N, 784) -> (N, 10, L)
 
     The image product x W0 is shared by all 10 labels (label-slot identity).
+    With `layers`, only layers up to the last one named are computed; the returned
+    array then holds just those layers, in order.
     """
     n = len(x)
-    out = np.empty((n, N_CLASSES, len(net.W)), DTYPE)
+    depth = len(net.W) if layers is None else max(layers) + 1
+    out = np.empty((n, N_CLASSES, depth), DTYPE)
     for s in range(0, n, PREDICT_CHUNK):
         xc = clear_label_slot(x[s:s + PREDICT_CHUNK])
         c = len(xc)
@@ -742,16 +755,15 @@ def label_goodness(net: Net, x: np.ndarray) -> np.ndarray:
         np.maximum(h, 0, out=h)
         g = goodness(h)
         out[s:s + c, :, 0] = g.reshape(c, N_CLASSES)
-        for l in range(1, len(net.W)):
+        for l in range(1, depth):
             h, g = layer_forward(normalize(h, g), net.W[l], net.b[l])
             out[s:s + c, :, l] = g.reshape(c, N_CLASSES)
-    return out
+    return out if layers is None else out[:, :, layers]
 
 
 def predict(net: Net, x: np.ndarray, mode: str = "all") -> np.ndarray:
     """Predicted labels (N,): argmax over labels of goodness summed over the mode's layers."""
-    g = label_goodness(net, x)
-    return g[:, :, mode_layers(mode, len(net.W))].sum(axis=2).argmax(axis=1)
+    return label_goodness(net, x, mode_layers(mode, len(net.W))).sum(axis=2).argmax(axis=1)
 
 
 def accuracy(net, x, y, mode="all") -> float:
@@ -979,11 +991,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cooldown: constant for the first half of the steps, then linear to 0")
     p.add_argument("--deep-lr-scale", type=positive_float, default=d.deep_lr_scale,
                    help="learning-rate multiplier for every layer after the first")
-    p.add_argument("--neg-sampling", choices=("uniform", "hard"), default=d.neg_sampling,
+    p.add_argument("--neg-sampling", choices=("uniform", "hard", "hard-first"),
+                   default=d.neg_sampling,
                    help="wrong labels: uniform, or drawn by softmax of the network's current "
-                        "goodness (hard negatives)")
+                        "goodness over the wrong labels (hard negatives), summed over the "
+                        "--predict-mode layers (hard) or of layer 0 alone (hard-first, ~free)")
     p.add_argument("--peer-norm", type=nonnegative_float, default=d.peer_norm,
                    help="weight of the peer-normalisation penalty (0: off)")
+    p.add_argument("--goodness", choices=("mean", "sum"), default=d.goodness,
+                   help="mean: logistic of mean(h^2) - theta (the seed); sum: of sum(h^2) - "
+                        "theta * D, as in Hinton's code with --threshold 1")
     p.add_argument("--val-split", type=nonnegative_int, default=d.val_split,
                    help="hold out the last N training images and evaluate on them instead of "
                         "the test set (for tuning)")

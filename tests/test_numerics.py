@@ -28,20 +28,23 @@ def batch(seed=1, n=6):
     return ff.training_inputs(x), y, ff.draw_wrong_labels(y, rng)
 
 
-def layer_losses(params, sizes, x, y_pos, y_neg):
+def layer_losses(params, sizes, x, y_pos, y_neg, kind="mean"):
     net = ff.Net(sizes, params, *ff.param_views(params, sizes))
-    return [s[0] for s in ff.ff_step_grads(net, x, y_pos, y_neg, THETA, np.zeros_like(params))]
+    return [s[0] for s in ff.ff_step_grads(net, x, y_pos, y_neg, THETA, np.zeros_like(params),
+                                           goodness_kind=kind)]
 
 
-def test_layer_gradients_match_finite_differences():
+@pytest.mark.parametrize("kind", ["mean", "sum"])
+def test_layer_gradients_match_finite_differences(kind):
     """Each layer's gradient is of its own loss, with its input held fixed."""
     net = with_dtype(tiny_net(), np.float64)
     net.params *= 3                       # larger weights: units well away from the ReLU kink
     x, y, yn = batch()
     grads = np.zeros_like(net.params)
-    ff.ff_step_grads(net, x, y, yn, THETA, grads)
+    ff.ff_step_grads(net, x, y, yn, THETA, grads, goodness_kind=kind)
     owner = np.concatenate([np.full(a * b + b, l) for l, (a, b) in
                             enumerate(zip(SIZES[:-1], SIZES[1:]))])
+    assert np.abs(grads).max() > 1e-3            # a test with vanishing gradients checks nothing
     rng = np.random.default_rng(0)
     # every parameter of the small layers, a sample of layer 0 (including label rows)
     picks = np.concatenate([rng.choice(np.flatnonzero(owner == 0), 300, replace=False),
@@ -49,9 +52,9 @@ def test_layer_gradients_match_finite_differences():
     h = 1e-6
     for i in picks:
         p = net.params.copy(); p[i] += h
-        up = layer_losses(p, SIZES, x, y, yn)[owner[i]]
+        up = layer_losses(p, SIZES, x, y, yn, kind)[owner[i]]
         p[i] -= 2 * h
-        down = layer_losses(p, SIZES, x, y, yn)[owner[i]]
+        down = layer_losses(p, SIZES, x, y, yn, kind)[owner[i]]
         numeric = (up - down) / (2 * h)
         assert abs(numeric - grads[i]) < 1e-7 + 1e-5 * abs(numeric), \
             f"param {i} (layer {owner[i]}): analytic {grads[i]:.3e} numeric {numeric:.3e}"
@@ -165,3 +168,11 @@ def test_adam_moments_never_go_subnormal():
         for state in (opt.m, opt.v, p):
             assert not ((state != 0) & (np.abs(state) < tiny)).any()
     assert np.abs(opt.m).max() <= 5 * 2.0 ** -123
+
+
+def test_label_goodness_of_some_layers():
+    net = tiny_net(dtype=np.float32)
+    x = np.random.default_rng(0).random((9, 784)).astype(np.float32)
+    full = ff.label_goodness(net, x)
+    for layers in ([0], [1, 2], [0, 1, 2], [1]):
+        np.testing.assert_array_equal(ff.label_goodness(net, x, layers), full[:, :, layers])

@@ -75,7 +75,9 @@ def test_deep_lr_scale_moves_deep_layers_less():
 
 
 @pytest.mark.parametrize("extra", [[], ["--lr-schedule", "cooldown", "--neg-sampling", "hard",
-                                        "--peer-norm", "0.03", "--jitter", "--deep-lr-scale", "0.5"]])
+                                        "--peer-norm", "0.03", "--jitter", "--deep-lr-scale", "0.5"],
+                                   ["--neg-sampling", "hard-first", "--goodness", "sum",
+                                    "--threshold", "1", "--predict-mode", "skip-first"]])
 def test_resume_gives_the_uninterrupted_weights(fake_mnist, tmp_path, monkeypatch, extra):
     straight = tmp_path / "straight.npz"
     ff.main(FLAGS + extra + ["--save", str(straight)])

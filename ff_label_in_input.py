@@ -326,9 +326,9 @@ def dloss_dgoodness(g_pos, g_neg, theta, scale=1.0):
             scale * sigmoid(scale * (g_neg - theta)) / len(g_neg))
 
 
-def dgoodness_dz_scale(h: np.ndarray, dl_dg: np.ndarray) -> np.ndarray:
+def dgoodness_dz_scale(h: np.ndarray, dl_dg: np.ndarray, out=None) -> np.ndarray:
     """dL/dz = dL/dg * 2 h / D (ReLU' is 1 where h > 0; h is 0 elsewhere). (N, D)"""
-    return h * (dl_dg * h.dtype.type(2.0 / h.shape[1]))[:, None]
+    return np.multiply(h, (dl_dg * h.dtype.type(2.0 / h.shape[1]))[:, None], out=out)
 
 
 def layer_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
@@ -378,34 +378,35 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
         if l == 0:
             # Label-slot identity: [x_img + onehot(y)] W0 = x_img W0 + W0[y]. One image
             # product serves the positive and the negative copy.
-            a = (Wb[0].T @ x_img.T).T                              # (B, D1), bias included
+            a = x_img @ Wb[0]                                      # (B, D1), bias included
             h = np.take(Wb[0][:LABEL_SLOT], labels, axis=0)        # (2B, D1)
             h[:B] += a
             h[B:] += a
         else:
-            h = (Wb[l].T @ x.T).T                                  # (2B, D)
+            # Written W^T x^T: with 2B = 256 rows and D = 2000, OpenBLAS runs
+            # (D, K) x (K, 2B) about 1.3x faster than (2B, K) x (K, D).
+            h = (Wb[l].T @ x.T).T                                  # (2B, D), column-major
         np.maximum(h, 0, out=h)
         g = goodness(h)
         g_pos, g_neg = g[:B], g[B:]
         scale = h.dtype.type(d_out if goodness_kind == "sum" else 1)
         stats.append((float(ff_loss(g_pos, g_neg, theta, scale)), float(g_pos.mean()),
                       float(g_neg.mean())))
-        # (Products are written W^T x^T: OpenBLAS runs (D, K) x (K, 2B) several times
-        # faster than (2B, K) x (K, D) when 2B is a few hundred rows; h is then a
-        # column-major view, which the elementwise work below handles as it is.)
         if l + 1 < len(Wb):                                        # next input; no gradient flows back
             x_next = np.empty((2 * B, d_out + 1), h.dtype)
             np.multiply(h, (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None], out=x_next[:, :d_out])
             x_next[:, d_out] = 1
         dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta, scale))
-        dz = dgoodness_dz_scale(h, dl_dg)                          # (2B, D)
         if peer_norm:
             r = peer_means[l]
             r *= PEER_MOMENTUM
             r += (1 - PEER_MOMENTUM) * h[:B].mean(axis=0)
+            active = h[:B] > 0
+        dz = dgoodness_dz_scale(h, dl_dg, out=h)                   # (2B, D), over h
+        if peer_norm:
             # d penalty / d h_ij for positive rows, through this batch's share of r_j
             coef = (peer_norm * 2 / d_out * (1 - PEER_MOMENTUM) / B) * (r - r.mean())
-            dz[:B] += (h[:B] > 0) * coef.astype(h.dtype)
+            dz[:B] += active * coef.astype(h.dtype)
         if l == 0:
             # d/d[W0; b0] of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
             # dz on the row of the label it carried (the one-hot pixel).
@@ -442,12 +443,14 @@ class Adam:
 
 ADAM_CHUNK = 65536       # elements per chunk: the 5 arrays of a chunk (1.3 MB) stay in L2
 # Dead units get exactly zero gradients, so their Adam moments decay geometrically
-# into float32 subnormals, whose arithmetic is ~100x slower on x86. Adding then
-# subtracting 2^-100 leaves every |m| > 2^-76 exactly as it is and rounds smaller
-# values to multiples of 2^-123 (a dead unit's m settles at <= 5 * 2^-123 instead
-# of creeping through the subnormals to 0); v gets 2^-100 added per step. Both
-# changes are < 1e-27 absolute: far below float32 rounding of any update.
+# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every
+# GUARD_EVERY steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76
+# exactly as it is and rounds smaller values to multiples of 2^-123 (about 1e-37),
+# flushing subnormals to 0. Between two guards m shrinks by at most 0.9^16 = 0.19,
+# so a rounded value (>= 2^-123) stays above the smallest normal 2^-126 until the
+# next guard. The change, < 1e-37 absolute, is far below float32 rounding of any update.
 SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
+GUARD_EVERY = 16
 
 
 def make_adam(n: int, lr: float) -> Adam:
@@ -464,16 +467,17 @@ def adam_constants(opt: Adam, lr: float):
     return step, eps
 
 
-def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps):
-    """In-place Adam on one chunk: 12 ufunc calls, no temporaries."""
+def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps, guard):
+    """In-place Adam on one chunk: 10 ufunc calls (14 on guard steps), no temporaries."""
     m *= beta1
     m += g
-    m += SUBNORMAL_GUARD
-    m -= SUBNORMAL_GUARD
     v *= beta2
     np.multiply(g, g, out=tmp)
-    tmp += SUBNORMAL_GUARD        # v >= 2^-100: shifts sqrt(v) by < 3e-14, far below eps
     v += tmp
+    if guard:
+        for state in (m, v):
+            state += SUBNORMAL_GUARD
+            state -= SUBNORMAL_GUARD
     np.sqrt(v, out=tmp)
     tmp += eps
     tmp *= 1 / step
@@ -497,6 +501,7 @@ def adam_update(params, grads, opt: Adam, lr: float, pool=None, segments=None):
 def _adam_segment(params, grads, opt, lr, seg_start, seg_stop, pool):
     step, eps = adam_constants(opt, lr)
     b1, b2, step, eps = DTYPE(opt.beta1), DTYPE(opt.beta2), DTYPE(step), DTYPE(eps)
+    guard = opt.t % GUARD_EVERY == 0
     n = seg_stop - seg_start
 
     def run(share):
@@ -505,7 +510,7 @@ def _adam_segment(params, grads, opt, lr, seg_start, seg_stop, pool):
         for a in range(start, stop, ADAM_CHUNK):
             z = min(a + ADAM_CHUNK, stop)
             _adam_chunk(params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], tmp[:z - a],
-                        b1, b2, step, eps)
+                        b1, b2, step, eps, guard)
 
     k = pool._max_workers if pool is not None and n >= 2 * ADAM_CHUNK else 1
     shares = [(seg_start + n * i // k, seg_start + n * (i + 1) // k) for i in range(k)]

@@ -42,12 +42,30 @@ RUNS = {
     "jitter_2x500": (["--layer-sizes", "784,500,500", "--jitter"], SEEDS),
     "jitter_2x500_60ep": (["--layer-sizes", "784,500,500", "--jitter", "--n-epochs", "60"], (0,)),
     "uniform_2x500_60ep": (["--layer-sizes", "784,500,500", "--n-epochs", "60"], (0,)),
+    # Q5 the best 784-500-500 in 30 epochs: candidates scored on 10K held-out training
+    # images (--val-split), then the chosen one once on the test set
+    "val_seed_recipe": (["--layer-sizes", "784,500,500", "--val-split", "10000"], (0,)),
+    "val_sum": (["--layer-sizes", "784,500,500", "--val-split", "10000", "--goodness", "sum",
+                 "--threshold", "1"], (0,)),
+    "val_sum_cool": (["--layer-sizes", "784,500,500", "--val-split", "10000", "--goodness", "sum",
+                      "--threshold", "1", "--lr-schedule", "cooldown"], (0,)),
+    "val_sum_cool_hf": (["--layer-sizes", "784,500,500", "--val-split", "10000", "--goodness", "sum",
+                         "--threshold", "1", "--lr-schedule", "cooldown", "--neg-sampling",
+                         "hard-first"], (0,)),
+    "val_sum_cool_hard": (["--layer-sizes", "784,500,500", "--val-split", "10000", "--goodness",
+                           "sum", "--threshold", "1", "--lr-schedule", "cooldown",
+                           "--neg-sampling", "hard"], (0,)),
+    "val_sum_cool_hf_peer": (["--layer-sizes", "784,500,500", "--val-split", "10000", "--goodness",
+                              "sum", "--threshold", "1", "--lr-schedule", "cooldown",
+                              "--neg-sampling", "hard-first", "--peer-norm", "0.03"], (0,)),
 }
 
 TABLES = {
     "q1": ("uniform_2x500", "hard_2x500"),
     "q2": ("1x1000", "uniform_2x500", "3x400", "4x350", "2x500_deeplr0.1", "4x350_deeplr0.1"),
     "q4": ("uniform_2x500", "jitter_2x500", "uniform_2x500_60ep", "jitter_2x500_60ep"),
+    "q5_val": ("val_seed_recipe", "val_sum", "val_sum_cool", "val_sum_cool_hf", "val_sum_cool_hard",
+               "val_sum_cool_hf_peer"),
 }
 
 
@@ -100,7 +118,8 @@ def row(name):
 
 
 def table(key):
-    lines = ["| run | hidden | epochs | test acc. all (%) | first (%) | skip-first (%) | "
+    held_out = "val." if key.endswith("_val") else "test"
+    lines = [f"| run | hidden | epochs | {held_out} acc. all (%) | first (%) | skip-first (%) | "
              "g_pos - g_neg per layer | dead units per layer | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in TABLES[key]:
@@ -116,6 +135,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="runs at once")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="OpenBLAS threads per run (default: 2 with --jobs 1, else 1)")
     p.add_argument("--only", nargs="*", default=None, help="run names to run (default: all)")
     p.add_argument("--list", action="store_true", help="print the commands and stop")
     p.add_argument("--tables", action="store_true", help="only print the tables")
@@ -128,7 +149,7 @@ def main(argv=None):
         return
     if not args.tables and todo:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        threads = 1 if args.jobs == 2 else 2
+        threads = args.blas_threads or (1 if args.jobs == 2 else 2)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda ns: run_one(*ns, threads), todo))
     for key in TABLES:

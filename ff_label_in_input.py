@@ -1113,7 +1113,8 @@ def main(argv=None) -> dict:
     train_seconds = time.perf_counter() - t0
     x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
     metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
-    metrics.update({"evaluated_on": held_out, "config": dataclasses.asdict(cfg),
+    cli_only = {k: getattr(args, k) for k in ("data_dir", "save", "metrics", "checkpoint", "resume", "quiet")}
+    metrics.update({"evaluated_on": held_out, "config": {**dataclasses.asdict(cfg), **cli_only},
                     "train_seconds": train_seconds, "layer_widths": cfg.layer_sizes[1:],
                     "final_train_accuracy": history["train_acc"][-1],
                     "final_layer_stats": {"loss": history["loss"][-1], "g_pos": history["g_pos"][-1],

@@ -71,6 +71,7 @@ def test_tiny_run_saves_and_reports(fake_mnist, tmp_path, capsys):
         assert key in on_disk
     assert on_disk["config"]["layer_sizes"] == [784, 100, 50]
     assert on_disk["config"]["n_epochs"] == 10 and on_disk["config"]["full_test"] is True
+    assert on_disk["config"]["save"] == str(model) and on_disk["config"]["quiet"] is False
     assert on_disk["test_total"] == 100 and metrics["test_correct"] == on_disk["test_correct"]
     assert sum(c["total"] for c in on_disk["per_class"].values()) == 100
     assert set(on_disk["prediction_modes"]) == {"all", "first", "skip-first"}

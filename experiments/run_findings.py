@@ -135,6 +135,33 @@ def table(key):
     return "\n".join(lines)
 
 
+TUNING = ROOT / "results" / "tuning_4x500"
+TUNING_ORDER = ("base", "deeplr0.1", "peer0.03", "peer0.3", "cooldown", "lr0.001", "hard",
+                "hard_cool", "hard_cool_lr0.01", "deeplr0.1_cool", "sum_t1", "sum_cool",
+                "sum_cool_t2", "sum_cool_lr0.001", "sum_cool_lr0.01", "hard_cool_sum",
+                "sum_cool_hardfirst", "sum_cool_peer0.03", "sum_cool_hf_deeplr0.3")
+
+
+def tuning_table():
+    """The paper-scale tuning runs (4 x 500, 10 epochs, 10K validation images), one seed each;
+    made by the shell scripts kept beside their JSON."""
+    lines = ["| run | flags beyond the seed recipe | val. all (%) | first (%) | skip-first (%) | "
+             "dead units per layer | train s |", "|---|---|---|---|---|---|---|"]
+    seed = {"goodness": "mean", **json.loads((TUNING / "base.json").read_text())["config"]}
+    for name in TUNING_ORDER:
+        path = TUNING / f"{name}.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in m["config"].items()
+                         if k in seed and v != seed[k] and k not in ("metrics", "save"))
+        modes = m["prediction_modes"]
+        lines.append(f"| `{name}` | `{flags or '(none)'}` | {100 * modes['all']:.2f} | "
+                     f"{100 * modes['first']:.2f} | {100 * modes['skip-first']:.2f} | "
+                     f"{' / '.join(map(str, m['dead_units']))} | {m['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -158,6 +185,7 @@ def main(argv=None):
             list(pool.map(lambda ns: run_one(*ns, threads), todo))
     for key in TABLES:
         print(f"\n<!-- table {key} -->\n{table(key)}")
+    print(f"\n<!-- table tuning -->\n{tuning_table()}")
 
 
 if __name__ == "__main__":

@@ -17,3 +17,7 @@ def test_readme_table_matches_results(key):
         pytest.skip(f"no results for table {key} yet")
     readme = (ROOT / "README.md").read_text()
     assert run_findings.table(key) in readme, f"README table {key} differs from results/findings"
+
+
+def test_readme_tuning_table_matches_results():
+    assert run_findings.tuning_table() in (ROOT / "README.md").read_text()

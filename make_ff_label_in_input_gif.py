@@ -12,10 +12,8 @@ drawn after training, so every axis has the same limits in every frame.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -160,21 +158,12 @@ def render_frames(snaps, history, cfg, x_demo, y_demo):
 
 
 def write_gif(path: Path, frames, fps):
-    """Write the GIF beside path under a temporary name, then rename it into place."""
+    """Encode the GIF in memory, then write it atomically with the module's writer."""
     durations = [1000 / fps] * len(frames)                           # milliseconds
     durations[-1] += 1000 * HOLD_LAST_S
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0); os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)                                # mkstemp makes it 0600
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", plugin="pillow",
-                    duration=durations, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    payload = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", plugin="pillow",
+                          duration=durations, loop=0)
+    ff.atomic_write_bytes(path, payload)
 
 
 def main(argv=None):

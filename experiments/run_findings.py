@@ -38,6 +38,8 @@ RUNS = {
     "4x350": (["--layer-sizes", "784,350,350,350,350"], SEEDS),
     "4x350_deeplr0.1": (["--layer-sizes", "784,350,350,350,350", "--deep-lr-scale", "0.1"], SEEDS),
     "2x500_deeplr0.1": (["--layer-sizes", "784,500,500", "--deep-lr-scale", "0.1"], SEEDS),
+    "4x350_sum": (["--layer-sizes", "784,350,350,350,350", "--goodness", "sum", "--threshold", "1"],
+                  SEEDS),
     # Q4 jitter
     "jitter_2x500": (["--layer-sizes", "784,500,500", "--jitter"], SEEDS),
     "jitter_2x500_60ep": (["--layer-sizes", "784,500,500", "--jitter", "--n-epochs", "60"], (0,)),
@@ -65,7 +67,8 @@ RUNS = {
 
 TABLES = {
     "q1": ("uniform_2x500", "hard_2x500"),
-    "q2": ("1x1000", "uniform_2x500", "3x400", "4x350", "2x500_deeplr0.1", "4x350_deeplr0.1"),
+    "q2": ("1x1000", "uniform_2x500", "3x400", "4x350", "2x500_deeplr0.1", "4x350_deeplr0.1",
+           "4x350_sum"),
     "q4": ("uniform_2x500", "jitter_2x500", "uniform_2x500_60ep", "jitter_2x500_60ep"),
     "q5_val": ("val_seed_recipe", "val_sum", "val_sum_cool", "val_sum_cool_hf", "val_sum_cool_hard",
                "val_sum_cool_hf_peer"),
@@ -100,6 +103,8 @@ def load(name):
 def mean_std(values, scale=100.0, digits=2):
     """'mean ± std (n)' of the values, as percentages by default."""
     values = [v * scale for v in values]
+    if any(v != v for v in values):                  # NaN: the mode does not exist here
+        return "n/a"
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (n=1)"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"

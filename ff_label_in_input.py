@@ -73,6 +73,7 @@ class Config:
     peer_norm: float = 0.0              # weight of the peer-normalisation penalty (0: off)
     val_split: int = 0                  # hold out the last N training images and evaluate on them
     goodness: str = "mean"              # mean | sum: the logistic compares sum(h^2) with theta * D
+                                        # DEVIATION (seed default): mean vs 2.0; Hinton's code: sum vs D
 
 
 TRAINING_FIELDS = ("seed", "n_epochs", "lr", "layer_sizes", "threshold", "batch_size", "jitter",
@@ -284,6 +285,7 @@ def n_params(layer_sizes) -> int:
 
 def init_net(layer_sizes, rng: np.random.Generator) -> Net:
     """Uniform(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default."""
+    # DEVIATION: the paper does not give its initialisation.
     flat = np.empty(n_params(layer_sizes), dtype=DTYPE)
     Ws, bs = param_views(flat, layer_sizes)
     for W, b in zip(Ws, bs):
@@ -346,6 +348,7 @@ def layer_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
 def training_inputs(x: np.ndarray) -> np.ndarray:
     """Images as ff_step_grads takes them: label slot zeroed, a constant 1 appended
     (the bias input). (N, 784) -> (N, 785)"""
+    # DEVIATION: raw [0, 1] pixels; Hinton's code also normalises the input vector.
     out = np.empty((len(x), N_PIXELS + 1), x.dtype)
     out[:, :N_PIXELS] = x
     out[:, :LABEL_SLOT] = 0
@@ -424,6 +427,8 @@ def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndar
 # Adam, one per layer; all layers share lr and step count, so one flat pass does it.
 # ----------------------------------------------------------------------------
 
+# DEVIATION: Adam (the seed's choice), where Hinton's code uses SGD with momentum and
+# weight decay.
 @dataclass
 class Adam:
     """Adam (Kingma & Ba 2015) state over the flat parameter vector.
@@ -573,6 +578,7 @@ def lr_at(cfg: Config, step: int, n_steps: int) -> float:
 
 def adam_segments(cfg: Config):
     """Per-layer lr multipliers over the flat vector: 1 for layer 0, deep_lr_scale after."""
+    # DEVIATION (ours, off by default): slower deep layers keep their units alive.
     if cfg.deep_lr_scale == 1.0:
         return None
     first = (cfg.layer_sizes[0] + 1) * cfg.layer_sizes[1]
@@ -593,6 +599,7 @@ def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None, progress
     n_batches = math.ceil(n / cfg.batch_size)
     n_steps = n_batches * cfg.n_epochs
     segments = adam_segments(cfg)
+    # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone.
     hard_layers = mode_layers("first" if cfg.neg_sampling == "hard-first" else cfg.predict_mode,
                               len(net.W))
     sums = np.zeros((len(net.W), 3))

@@ -127,7 +127,8 @@ def download(name: str, folder: Path, mirrors=None) -> Path:
         except OSError as e:  # URLError, timeouts and unwritable folders are all OSErrors
             reasons.append(f"{base}: {getattr(e, 'reason', e)}")
     raise DataError(
-        f"{target} is missing and could not be downloaded ({'; '.join(reasons)}). "
+        f"{target} is missing and could not be downloaded "
+        f"({'; '.join(reasons) or 'no download mirror configured'}). "
         f"Put the four MNIST .gz files in {folder} or point HINTON_MNIST_DIR (or --data-dir) "
         f"at a folder that has them.")
 
@@ -697,7 +698,8 @@ def load_checkpoint(path, cfg: Config):
     except FileNotFoundError:
         raise ModelError(f"{path}: no such checkpoint") from None
     except (OSError, ValueError, zlib.error, EOFError) as e:
-        raise ModelError(f"{path} is not a readable checkpoint ({e})") from None
+        reason = "not a .npz archive" if isinstance(e, ValueError) else e
+        raise ModelError(f"{path} is not a readable checkpoint ({reason})") from None
     if str(data.get("kind", "")) != "checkpoint" or int(data.get("format_version", -1)) != FORMAT_VERSION:
         raise ModelError(f"{path} is not a checkpoint of this version (a model file? "
                          f"use the file written by --checkpoint)")
@@ -877,7 +879,8 @@ def load_model(path):
     except FileNotFoundError:
         raise ModelError(f"{path}: no such file") from None
     except (OSError, ValueError, zlib.error, EOFError) as e:
-        raise ModelError(f"{path} is not a readable .npz model file ({e})") from None
+        reason = "not a .npz archive" if isinstance(e, ValueError) else e
+        raise ModelError(f"{path} is not a readable .npz model file ({reason})") from None
     missing = {"format_version", "config", "history"} - set(data)
     if missing:
         raise ModelError(f"{path} is not an FF model (missing {', '.join(sorted(missing))})")

@@ -692,14 +692,7 @@ def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
 
 def load_checkpoint(path, cfg: Config):
     """(state, history) from a checkpoint written with the same training config."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, zlib.error, EOFError) as e:
-        reason = "not a .npz archive" if isinstance(e, ValueError) else e
-        raise ModelError(f"{path} is not a readable checkpoint ({reason})") from None
+    data = read_npz(path, "checkpoint")
     if str(data.get("kind", "")) != "checkpoint" or int(data.get("format_version", -1)) != FORMAT_VERSION:
         raise ModelError(f"{path} is not a checkpoint of this version (a model file? "
                          f"use the file written by --checkpoint)")
@@ -870,17 +863,22 @@ def net_from_arrays(layer_sizes, Ws, bs) -> Net:
     return Net(list(layer_sizes), flat, W_views, b_views)
 
 
+def read_npz(path, what="model") -> dict:
+    """Every array of an .npz file, without pickles; a ModelError says what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such {what} file") from None
+    except (OSError, ValueError, zlib.error, EOFError) as e:
+        reason = "not a .npz archive" if isinstance(e, ValueError) else e
+        raise ModelError(f"{path} is not a readable .npz {what} file ({reason})") from None
+
+
 def load_model(path):
     """Return (net, cfg, history, metrics) from a model.npz, checking what it reads."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except (OSError, ValueError, zlib.error, EOFError) as e:
-        reason = "not a .npz archive" if isinstance(e, ValueError) else e
-        raise ModelError(f"{path} is not a readable .npz model file ({reason})") from None
+    data = read_npz(path, "model")
     missing = {"format_version", "config", "history"} - set(data)
     if missing:
         raise ModelError(f"{path} is not an FF model (missing {', '.join(sorted(missing))})")

@@ -134,7 +134,7 @@ def test_load_model_refuses_bad_files(tmp_path):
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(ff.ModelError, match="not a readable"):
         ff.load_model(garbage)
-    with pytest.raises(ff.ModelError, match="no such file"):
+    with pytest.raises(ff.ModelError, match="no such model file"):
         ff.load_model(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ff.ModelError, match="not an FF model"):

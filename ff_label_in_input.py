@@ -541,7 +541,7 @@ class Interrupted(Exception):
         self.path, self.epoch = path, epoch
 
 
-def new_history(n_layers):
+def new_history():
     return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "train_acc": [],
             "test_acc": [], "seconds": []}
 
@@ -642,7 +642,7 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
         if log:
             log(f"resumed from {resume} after epoch {state.epoch}")
     else:
-        state, history = init_state(cfg), new_history(len(cfg.layer_sizes) - 1)
+        state, history = init_state(cfg), new_history()
     x_inputs = training_inputs(x_train)
     progress = None
     if log and sys.stderr.isatty():
@@ -1037,7 +1037,7 @@ def config_from_args(args) -> Config:
     return Config(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def report(metrics: dict, n_layers: int) -> str:
+def report(metrics: dict) -> str:
     """The closing summary: headline accuracy, per-class table, modes, dead units."""
     lines = [f"{metrics.get('evaluated_on', 'test')} accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
              f"{metrics['test_total']} ({100 * metrics['test_accuracy']:.2f}%)",
@@ -1103,7 +1103,7 @@ def main(argv=None) -> dict:
                                           "g_neg": history["g_neg"][-1]},
                     "versions": versions()})
     if log:
-        log(report(metrics, len(net.W)))
+        log(report(metrics))
         log(f"training took {train_seconds:.1f}s")
     if args.save:
         save_model(args.save, net, cfg, history, metrics)

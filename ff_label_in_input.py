@@ -1,28 +1,29 @@
 """Supervised Forward-Forward with the label written into the first 10 pixels.
 
 Hinton (2022), "The Forward-Forward Algorithm: Some Preliminary Investigations",
-arXiv:2212.13345, section 3.3. Every layer of a ReLU network is trained on its
-own, with no gradient crossing layers: its goodness (mean squared activity)
-should be above a threshold theta for an image carrying its true label in the
-first 10 pixels (positive data) and below theta for the same image carrying a
-wrong label (negative data). To classify, try all 10 labels and pick the one
-with the highest goodness summed over layers.
+arXiv:2212.13345, section 3.3. Each layer of a ReLU network learns on its own, with
+no gradient crossing layers: its goodness (the sum of its squared activities) should
+be high for an image carrying its true label in the first 10 pixels (positive data)
+and low for the same image carrying a wrong label (negative data). To classify, try
+all 10 labels and pick the one with the highest goodness summed over layers.
 
-    python3 ff_label_in_input.py --seed 0 --n-epochs 30 --lr 0.003 \
-        --layer-sizes 784,500,500 --eval-subset 2000 --full-test --save model.npz
-    python3 ff_label_in_input.py --n-epochs 1 --train-subset 10000 --quiet
+    python3 ff_label_in_input.py --seed 0 --n-epochs 30 --layer-sizes 784,500,500 \
+        --eval-subset 2000 --full-test --save model.npz
+    python3 ff_label_in_input.py --recipe hinton --layer-sizes 784,1000,1000,1000 --n-epochs 100
 
-dtype policy: float32 for data, weights and training (float64 only in tests).
-Importing this module does nothing: no download, no folders, no threads.
+Reading order: config -> data -> label encoding -> layer numerics (the method in its
+plain form, then the named speed-ups) -> optimisers -> training -> prediction ->
+save/load -> CLI. dtype policy: float32 for data, weights and training; the tests
+check the gradients in float64. Importing this module does nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,52 +34,98 @@ import tempfile
 import time
 import urllib.request
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1          # of model.npz and checkpoints
+FORMAT_VERSION = 2          # of model.npz and checkpoints
 DTYPE = np.float32
-NORM_EPS = 1e-8             # in h / sqrt(mean(h^2) + NORM_EPS) between layers
-LABEL_SLOT = 10             # the first 10 flat pixels carry the one-hot label
+RMS_EPS = 1e-8              # h / sqrt(mean(h^2) + RMS_EPS): a row of zeros stays zeros
+LABEL_SLOT = 10             # the first 10 flat pixels carry the label
 N_CLASSES = 10
 N_PIXELS = 784
-PREDICT_MODES = ("all", "first", "skip-first")
+N_TRAIN, N_TEST = 60000, 10000
+NEUTRAL_LABEL = 0.1         # Hinton's code: a neutral label is 0.1 in each label pixel
+PEER_DECAY = 0.9            # running mean of each unit's activity (Hinton's code)
+PEER_START = 0.5            # ... and where it starts
+READOUTS = ("all", "first", "skip-first", "softmax")
 
 
 # ----------------------------------------------------------------------------
-# Config: defaults are the seed's published run.
+# Config: one field per CLI flag; the recipes below set their defaults.
 # ----------------------------------------------------------------------------
+
+def option(default, help, eval_only=False, **argparse_kwargs):
+    """A Config field with its --help text; eval_only fields never change training."""
+    meta = {"help": help, "eval_only": eval_only, **argparse_kwargs}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class Config:
-    """Everything that defines a run; each field is also a CLI flag."""
-    seed: int = 0                       # seeds the one np.random.Generator
-    n_epochs: int = 30                  # passes over the training set
-    lr: float = 0.003                   # Adam learning rate
-    layer_sizes: list = field(default_factory=lambda: [784, 500, 500])  # input then hidden
-    threshold: float = 2.0              # theta: goodness boundary between pos and neg
-    batch_size: int = 128               # minibatch size (positives; as many negatives)
-    jitter: bool = False                # random shift of up to 2 px per image per epoch
-    train_subset: int | None = None     # first N training images (None: all 60000)
-    eval_subset: int = 2000             # images of train and of test scored every epoch
-    full_test: bool = False             # final report on all 10000 test images
-    predict_mode: str = "all"           # which layers' goodness the headline sums
-    lr_schedule: str = "constant"       # constant | cooldown: constant for half the steps, then linear to 0
-    deep_lr_scale: float = 1.0          # lr multiplier for every layer after the first
-    neg_sampling: str = "uniform"       # uniform | hard | hard-first: wrong label ~ softmax of
-                                        # current goodness (hard-first: of layer 0 alone, ~free)
-    peer_norm: float = 0.0              # weight of the peer-normalisation penalty (0: off)
-    val_split: int = 0                  # hold out the last N training images and evaluate on them
-    goodness: str = "mean"              # mean | sum: the logistic compares sum(h^2) with theta * D
-                                        # DEVIATION (seed default): mean vs 2.0; Hinton's code: sum vs D
+    """Everything that defines a run. Defaults are the earlier NumPy run (SEED.md)."""
+    recipe: str = option("seed", "preset of the settings below: seed (the earlier NumPy run: Adam, "
+                         "raw pixels) or hinton (Hinton's released code); explicit flags win",
+                         choices=("seed", "hinton"))
+    seed: int = option(0, "seed of the one random generator")
+    n_epochs: int = option(30, "training epochs")
+    layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
+    batch_size: int = option(128, "minibatch size (positives; as many negatives)")
+    optimizer: str = option("adam", "adam, or sgd: SGD on gradients smoothed over minibatches "
+                            "(g = s g + (1 - s) grad) with weight cost", choices=("adam", "sgd"))
+    lr: float = option(0.003, "learning rate")
+    lr_schedule: str = option("constant", "constant, or cooldown: constant for half the steps, "
+                              "then linear to 0", choices=("constant", "cooldown"))
+    deep_lr_scale: float = option(1.0, "learning-rate multiplier of every layer after the first")
+    smoothing: float = option(0.9, "sgd: gradient smoothing s")
+    weight_cost: float = option(0.0, "sgd: weight decay per unit of lr (not on biases)")
+    init: str = option("uniform", "uniform: U(+-1/sqrt(fan_in)) weights and biases; normal: "
+                       "N(0, 1/fan_in) weights, zero biases", choices=("uniform", "normal"))
+    input_norm: str = option("none", "none: raw [0, 1] pixels; rms: each input row (label "
+                             "included) scaled to mean square 1", choices=("none", "rms"))
+    threshold: float = option(2.0, "theta: a sample is positive when mean(h^2) > theta")
+    logit_scale: str = option("1", "p(positive) = sigmoid(k (mean(h^2) - theta)); k = 1, or D "
+                              "(= sigmoid(sum(h^2) - theta D), Hinton's code)", choices=("1", "D"))
+    peer_norm: float = option(0.0, "peer normalisation strength lambda: pulls each unit's running "
+                              "mean activity toward its layer's mean (0: off)")
+    peer_gate: str = option("relu", "relu: the peer term only reaches active units; none: every "
+                            "unit (Hinton's code; revives dead units)", choices=("relu", "none"))
+    neg_sampling: str = option("uniform", "wrong labels: uniform; hard: by softmax of mean(h^2) "
+                               "summed over layers; hard-first: of layer 0; softmax: by the softmax "
+                               "head", choices=("uniform", "hard", "hard-first", "softmax"))
+    softmax_head: bool = option(False, "train a linear softmax on the normalised activities of "
+                                "the layers after the first, with a neutral label (0.1 each)")
+    head_lr: float = option(0.1, "softmax head: learning rate (smoothed SGD)")
+    head_weight_cost: float = option(0.003, "softmax head: weight cost")
+    jitter: int = option(0, "shift each training image by up to N px each epoch (0: off; "
+                         "the flag alone: 2)")
+    train_subset: int | None = option(None, "train on the first N of the 60000 training images")
+    val_split: int = option(0, "hold out the last N training images and evaluate on them "
+                            "instead of the test set (for tuning)")
+    eval_subset: int = option(2000, "training and test images scored after every epoch",
+                              eval_only=True)
+    full_test: bool = option(False, "final report on all 10000 test images", eval_only=True)
+    predict_mode: str = option("all", "read-out of the headline: goodness of all layers, the "
+                               "first, all but the first, or the softmax head", eval_only=True,
+                               choices=READOUTS)
 
 
-TRAINING_FIELDS = ("seed", "n_epochs", "lr", "layer_sizes", "threshold", "batch_size", "jitter",
-                   "train_subset", "lr_schedule", "deep_lr_scale", "neg_sampling", "peer_norm",
-                   "val_split", "predict_mode", "goodness")   # a checkpoint resumes only if these match
+RECIPES = {
+    "seed": {},
+    # Hinton's released code (ffnew.m): smoothed SGD with weight cost, RMS-normalised
+    # input, sum(h^2) against D, ungated peer normalisation, negatives from a softmax
+    # on a neutral-label pass, the read-out of the layers after the first.
+    "hinton": {"optimizer": "sgd", "lr": 0.01, "lr_schedule": "cooldown", "batch_size": 100,
+               "smoothing": 0.9, "weight_cost": 0.001, "init": "normal", "input_norm": "rms",
+               "threshold": 1.0, "logit_scale": "D", "peer_norm": 0.03, "peer_gate": "none",
+               "neg_sampling": "softmax", "softmax_head": True, "head_lr": 0.1,
+               "head_weight_cost": 0.003, "predict_mode": "skip-first"},
+}
+# A checkpoint continues only a run whose training fields match (n_epochs may grow).
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["eval_only"])
 
 
 # ----------------------------------------------------------------------------
@@ -112,9 +159,8 @@ def mnist_dir(data_dir=None) -> Path:
     return Path.home() / ".cache" / "hinton-mnist"
 
 
-def download(name: str, folder: Path, mirrors=None) -> Path:
+def download(name: str, folder: Path, mirrors) -> Path:
     """Fetch name.gz into folder; written to a temporary name, renamed when complete."""
-    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     target = folder / f"{name}.gz"
     reasons = []
     for base in mirrors:
@@ -160,9 +206,11 @@ def read_idx(path: Path, sha256: str | None) -> np.ndarray:
 def load_mnist(data_dir=None, checksums=None, mirrors=None):
     """Return (x_train, y_train, x_test, y_test): float32 (N, 784) in [0, 1], int64 (N,).
 
-    Missing files are downloaded from `mirrors` (default MNIST_MIRRORS) into the folder.
+    Missing files are downloaded from `mirrors` (default MNIST_MIRRORS) into the folder;
+    `checksums` maps file name to SHA-256 (default MNIST_FILES).
     """
     checksums = MNIST_FILES if checksums is None else checksums
+    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     folder = mnist_dir(data_dir)
     arrays = {}
     for name, sha in checksums.items():
@@ -196,19 +244,15 @@ def embed_label(x: np.ndarray, y) -> np.ndarray:
     return x
 
 
-def clear_label_slot(x: np.ndarray) -> np.ndarray:
-    """Copy of x with the label slot zeroed: the 'image part' of every labelled input.
-
-    Because the slot holds a one-hot, embed_label(x, y) @ W == clear_label_slot(x) @ W
-    + W[y]: positives, negatives and all 10 test-time candidates share one image product.
-    """
+def embed_neutral_label(x: np.ndarray) -> np.ndarray:
+    """Copy of x with 0.1 in every label pixel (Hinton's code: the 'neutral label')."""
     x = np.array(x, dtype=x.dtype, copy=True)
-    x[:, :LABEL_SLOT] = 0
+    x[:, :LABEL_SLOT] = NEUTRAL_LABEL
     return x
 
 
 def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
-    """Shift each 28x28 image by its own random (dy, dx) in [-2, 2]^2, zero fill.
+    """Shift each 28x28 image by its own random (dy, dx) in [-max_shift, max_shift]^2, zero fill.
 
     Hinton 2022 (sec. 3.3) jitters by up to two pixels in each direction.
     """
@@ -232,10 +276,10 @@ def draw_wrong_labels(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def draw_hard_labels(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A wrong label per sample drawn with probability softmax(scores) over the 9 wrong ones.
 
-    scores: (N, 10) goodness of each candidate label under the current network, so the
-    wrong labels the network finds most convincing are drawn most often.
+    scores: (N, 10), e.g. the goodness of each candidate label or the softmax head's
+    logits, so the wrong labels the network finds most convincing are drawn most often.
     """
-    z = scores.astype(np.float64)
+    z = np.asarray(scores, dtype=np.float64).copy()
     z[np.arange(len(y)), y] = -np.inf                            # never the true label
     p = np.exp(z - z.max(axis=1, keepdims=True))
     cdf = np.cumsum(p, axis=1)
@@ -244,35 +288,37 @@ def draw_hard_labels(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------
-# Layer numerics: goodness, loss and its local gradient, normalisation.
+# The network: one flat float32 vector; layer l is the view [W_l; b_l] of shape
+# (D_in + 1, D_out), so a constant 1 appended to the input computes x W + b.
 # ----------------------------------------------------------------------------
 
 @dataclass
 class Net:
-    """Weights of the FF stack. W[l]: (D_l, D_{l+1}), b[l]: (D_{l+1},).
+    """The FF stack: Wb[l] = [W_l; b_l] (D_l + 1, D_{l+1}), all views into `params`.
 
-    All W and b are views into one flat float32 vector `params`, so the
-    optimiser can update every parameter in one streaming pass.
+    input_norm says how an input row is read (none, or rms); head is the optional
+    softmax read-out (sum of D_l for l >= 1, 10).
     """
     layer_sizes: list
     params: np.ndarray
-    W: list
-    b: list
+    input_norm: str = "none"
+    head: np.ndarray | None = None
+    Wb: list = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.Wb = layer_views(self.params, self.layer_sizes)
+
+    @property
+    def W(self):
+        return [Wb[:-1] for Wb in self.Wb]
+
+    @property
+    def b(self):
+        return [Wb[-1] for Wb in self.Wb]
 
 
-def param_views(flat: np.ndarray, layer_sizes):
-    """Split a flat vector into per-layer (W, b) views, in order W0, b0, W1, b1, ..."""
-    Ws, bs, i = [], [], 0
-    for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
-        Ws.append(flat[i:i + d_in * d_out].reshape(d_in, d_out)); i += d_in * d_out
-        bs.append(flat[i:i + d_out]); i += d_out
-    return Ws, bs
-
-
-def stacked_views(flat: np.ndarray, layer_sizes):
-    """Per-layer views [W; b] of shape (D_in + 1, D_out): b sits right after W in `flat`,
-    so a 1 appended to each input row makes one product compute x W + b, and the
-    same product's transpose gives the weight and bias gradients together."""
+def layer_views(flat: np.ndarray, layer_sizes) -> list:
+    """Split a flat vector into the per-layer [W; b] views."""
     views, i = [], 0
     for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
         views.append(flat[i:i + (d_in + 1) * d_out].reshape(d_in + 1, d_out))
@@ -281,253 +327,373 @@ def stacked_views(flat: np.ndarray, layer_sizes):
 
 
 def n_params(layer_sizes) -> int:
-    return sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return sum((a + 1) * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
 
 
-def init_net(layer_sizes, rng: np.random.Generator) -> Net:
-    """Uniform(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default."""
-    # DEVIATION: the paper does not give its initialisation.
-    flat = np.empty(n_params(layer_sizes), dtype=DTYPE)
-    Ws, bs = param_views(flat, layer_sizes)
-    for W, b in zip(Ws, bs):
-        bound = 1.0 / math.sqrt(W.shape[0])
-        W[...] = rng.uniform(-bound, bound, size=W.shape)
-        b[...] = rng.uniform(-bound, bound, size=b.shape)
-    return Net(list(layer_sizes), flat, Ws, bs)
+def head_width(layer_sizes) -> int:
+    """Inputs of the softmax head: the hidden layers after the first."""
+    return sum(layer_sizes[2:])
+
+
+def init_net(layer_sizes, rng: np.random.Generator, init="uniform", input_norm="none",
+             softmax_head=False) -> Net:
+    """uniform: U(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default.
+    normal: N(0, 1/fan_in) weights and zero biases, as Hinton's code."""
+    # DEVIATION (seed recipe): the paper does not give its initialisation.
+    net = Net(list(layer_sizes), np.empty(n_params(layer_sizes), DTYPE), input_norm,
+              np.zeros((head_width(layer_sizes), N_CLASSES), DTYPE) if softmax_head else None)
+    for Wb in net.Wb:
+        fan_in = Wb.shape[0] - 1
+        if init == "normal":
+            Wb[:-1] = rng.standard_normal(Wb[:-1].shape) / math.sqrt(fan_in)
+            Wb[-1] = 0
+        else:
+            Wb[...] = rng.uniform(-1, 1, size=Wb.shape) / math.sqrt(fan_in)
+    return net
+
+
+# ----------------------------------------------------------------------------
+# Layer numerics, the plain form: what each layer computes and how it learns.
+# ----------------------------------------------------------------------------
+
+def relu(z):
+    return np.maximum(z, 0)
 
 
 def goodness(h: np.ndarray) -> np.ndarray:
-    """Hinton 2022: goodness = mean of the squared activities of a layer. (N, D) -> (N,)"""
-    return np.einsum("ij,ij->i", h, h) / h.dtype.type(h.shape[1])
+    """Hinton 2022, sec. 2: goodness = the sum of the squared activities. (N, D) -> (N,)"""
+    return np.einsum("ij,ij->i", h, h)
 
 
-def normalize(h: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Rescale each row to mean(h^2) = 1 so the next layer cannot read this layer's goodness."""
-    return h * (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None]
+def rms_normalize(h: np.ndarray) -> np.ndarray:
+    """Scale each row to mean square 1 (Hinton 2022, sec. 2.1): the next layer sees the
+    direction of the activity vector, not its length, so it cannot read this goodness."""
+    return h / np.sqrt((h * h).mean(axis=1, keepdims=True) + h.dtype.type(RMS_EPS))
+
+
+def ff_logit(g: np.ndarray, n_units: int, theta: float, logit_scale: str) -> np.ndarray:
+    """Log-odds that a sample is positive: k (g / D - theta), k = 1 or D.
+
+    k = 1 compares mean(h^2) with theta (the earlier NumPy run); k = D gives
+    sum(h^2) - theta D, the D times sharper logistic of Hinton's code (theta 1).
+    """
+    k = n_units if logit_scale == "D" else 1
+    return g.dtype.type(k / n_units) * g - g.dtype.type(k * theta)
 
 
 def softplus(x):
-    return np.logaddexp(DTYPE(0), x)
+    return np.logaddexp(x.dtype.type(0), x)
 
 
 def sigmoid(x):
-    return DTYPE(0.5) * np.tanh(DTYPE(0.5) * x) + DTYPE(0.5)  # stable for any x
+    return x.dtype.type(0.5) * np.tanh(x.dtype.type(0.5) * x) + x.dtype.type(0.5)  # stable
 
 
-def ff_loss(g_pos, g_neg, theta, scale=1.0):
-    """mean softplus(s (theta - g_pos)) + mean softplus(s (g_neg - theta)): -log p(correct).
+def ff_loss(logit_pos, logit_neg):
+    """Mean -log p(correct decision) over the positives and negatives of a batch."""
+    n = len(logit_pos) + len(logit_neg)
+    return (softplus(-logit_pos).sum() + softplus(logit_neg).sum()) / n
 
-    scale s = 1 compares mean(h^2) with theta (the seed); s = D compares sum(h^2) with
-    theta * D, the much sharper logistic of Hinton's released code (with theta = 1).
+
+def dloss_dlogit(logit_pos, logit_neg):
+    """d ff_loss / d logit: -(1 - p) / n for each positive, p / n for each negative."""
+    n = len(logit_pos) + len(logit_neg)
+    return -sigmoid(-logit_pos) / n, sigmoid(logit_neg) / n
+
+
+def dloss_dz(h, dl_dg):
+    """dL/dz for z the pre-activation: dL/dg * dg/dz, dg/dz = 2 h (0 where the ReLU is off)."""
+    return 2 * h * dl_dg[:, None]
+
+
+def peer_means_update(r, h_pos):
+    """Running mean of each unit's activity on positive data (Hinton's code). (D,)"""
+    return PEER_DECAY * r + (1 - PEER_DECAY) * h_pos.mean(axis=0)
+
+
+def peer_dz(r, h_pos, strength, gate):
+    """Peer normalisation (Hinton 2022, sec. 3.5; his code): each positive row's dL/dz gets
+    strength (r_j - mean(r)) / B, pulling every unit's mean activity toward its layer's.
+    Hinton does not gate it by the ReLU ("none"): a dead unit still gets pushed back on.
+    With gate "relu" it only reaches active units. (B, D)"""
+    term = (strength / len(h_pos)) * (r - r.mean())
+    mask = h_pos > 0 if gate == "relu" else np.ones_like(h_pos, dtype=bool)
+    return mask * term.astype(h_pos.dtype)
+
+
+def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
+    """How layer 0 reads a labelled input row: as it is, or scaled to mean square 1."""
+    # DEVIATION (seed recipe): raw pixels; Hinton's code normalises the input ("rms").
+    return rms_normalize(x) if input_norm == "rms" else x
+
+
+def ff_grads_plain(net: Net, x_pos, x_neg, cfg: Config, peer_means=None):
+    """The method, one layer after another, exactly as the paper states it.
+
+    x_pos, x_neg: (B, 784) images carrying their true and a wrong label. Every layer
+    learns from its own input and output: no gradient crosses a layer. Returns per layer
+    ([(dW, db)], [(loss, mean g_pos / D, mean g_neg / D)]); peer_means are updated.
     """
-    return softplus(scale * (theta - g_pos)).mean() + softplus(scale * (g_neg - theta)).mean()
-
-
-def dloss_dgoodness(g_pos, g_neg, theta, scale=1.0):
-    """d ff_loss / d g for each positive and each negative sample. (B,), (B,)"""
-    return (-scale * sigmoid(scale * (theta - g_pos)) / len(g_pos),
-            scale * sigmoid(scale * (g_neg - theta)) / len(g_neg))
-
-
-def dgoodness_dz_scale(h: np.ndarray, dl_dg: np.ndarray, out=None) -> np.ndarray:
-    """dL/dz = dL/dg * 2 h / D (ReLU' is 1 where h > 0; h is 0 elsewhere). (N, D)"""
-    return np.multiply(h, (dl_dg * h.dtype.type(2.0 / h.shape[1]))[:, None], out=out)
-
-
-def layer_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray):
-    """h = relu(x W + b) and its goodness. (N, D_in) -> (N, D_out), (N,)"""
-    h = x @ W
-    h += b
-    np.maximum(h, 0, out=h)
-    return h, goodness(h)
+    x_pos = first_layer_inputs(x_pos, net.input_norm)
+    x_neg = first_layer_inputs(x_neg, net.input_norm)
+    grads, stats = [], []
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        D = W.shape[1]
+        h_pos, h_neg = relu(x_pos @ W + b), relu(x_neg @ W + b)                 # forward
+        g_pos, g_neg = goodness(h_pos), goodness(h_neg)                         # goodness
+        logit_pos = ff_logit(g_pos, D, cfg.threshold, cfg.logit_scale)
+        logit_neg = ff_logit(g_neg, D, cfg.threshold, cfg.logit_scale)
+        dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                     # dL/dlogit
+        k = D if cfg.logit_scale == "D" else 1
+        dz_pos = dloss_dz(h_pos, dl_pos * (k / D))                              # dL/dz
+        dz_neg = dloss_dz(h_neg, dl_neg * (k / D))
+        if cfg.peer_norm:
+            peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
+            dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, cfg.peer_norm, cfg.peer_gate)
+        grads.append((x_pos.T @ dz_pos + x_neg.T @ dz_neg,                      # local gradient
+                      dz_pos.sum(axis=0) + dz_neg.sum(axis=0)))
+        stats.append((float(ff_loss(logit_pos, logit_neg)), float(g_pos.mean() / D),
+                       float(g_neg.mean() / D)))
+        x_pos, x_neg = rms_normalize(h_pos), rms_normalize(h_neg)               # next input
+    return grads, stats
 
 
 # ----------------------------------------------------------------------------
-# One training step: every layer learns from its own input and output only.
+# The same step, fast. Each speed-up is one named piece, tested against the plain form:
+#   1. bias as a weight row: inputs carry a constant 1, so [x, 1] [W; b] = x W + b and
+#      one product gives the weight and bias gradients together;
+#   2. label-slot identity at layer 0: [x_img + s e_y] W = x_img W + s W[y], so one image
+#      product serves the positive, negative and neutral copies (s: the row's RMS scale);
+#   3. positives and negatives stacked into one (2B, D) product per layer above 0;
+#   4. product orientation: (Wb^T x^T)^T, which OpenBLAS runs faster at these shapes;
+#   5. dL/dz written over h, and the next input built in place.
 # ----------------------------------------------------------------------------
 
-def training_inputs(x: np.ndarray) -> np.ndarray:
-    """Images as ff_step_grads takes them: label slot zeroed, a constant 1 appended
-    (the bias input). (N, 784) -> (N, 785)"""
-    # DEVIATION: raw [0, 1] pixels; Hinton's code also normalises the input vector.
-    out = np.empty((len(x), N_PIXELS + 1), x.dtype)
-    out[:, :N_PIXELS] = x
-    out[:, :LABEL_SLOT] = 0
-    out[:, N_PIXELS] = 1
+def label_scale(x_img: np.ndarray, input_norm: str, label_energy: float = 1.0) -> np.ndarray:
+    """Per row, the factor first_layer_inputs applies to x_img with its label slot holding
+    a label of squared norm label_energy (1 for a one-hot, 10 * 0.1^2 for the neutral
+    label). x_img has an empty label slot. (B,), or None for raw pixels (a factor of 1)."""
+    if input_norm != "rms":
+        return None
+    mean_sq = (goodness(x_img) + x_img.dtype.type(label_energy)) / N_PIXELS
+    return 1 / np.sqrt(mean_sq + x_img.dtype.type(RMS_EPS))
+
+
+def with_bias_input(x: np.ndarray, scale=None) -> np.ndarray:
+    """[scale * x, 1]: rows scaled, a constant 1 appended (speed-up 1). (N, D) -> (N, D + 1)"""
+    out = np.empty((len(x), x.shape[1] + 1), x.dtype)
+    np.multiply(x, 1 if scale is None else scale[:, None], out=out[:, :-1])
+    out[:, -1] = 1
     return out
 
 
-PEER_MOMENTUM = 0.9      # running mean of each unit's activity, for peer normalisation
+def training_inputs(x: np.ndarray, input_norm: str):
+    """Images as the fast step takes them: x_in = [s x_img, 1], x_img being x with its
+    label slot zeroed and s its scale for a one-hot label. Returns x_in (B, 785), s, x_img."""
+    x_img = np.array(x, copy=True)
+    x_img[:, :LABEL_SLOT] = 0
+    s = label_scale(x_img, input_norm)
+    return with_bias_input(x_img, s), s, x_img
 
 
-def ff_step_grads(net: Net, x_img: np.ndarray, y_pos: np.ndarray, y_neg: np.ndarray,
-                  theta: float, grads: np.ndarray, peer_norm: float = 0.0, peer_means=None,
-                  goodness_kind: str = "mean"):
-    """Local FF gradients of all layers for one minibatch, written into `grads`.
+def stacked_product(x: np.ndarray, Wb: np.ndarray) -> np.ndarray:
+    """x Wb written (Wb^T x^T)^T (speed-up 4): with 2B = 256 rows and D = 2000, OpenBLAS
+    runs (D, K) x (K, 2B) about 1.3x faster than (2B, K) x (K, D). (N, K) -> (N, D)"""
+    return (Wb.T @ x.T).T
 
-    x_img: (B, 785) from training_inputs; y_pos, y_neg: (B,) labels.
-    Returns per-layer (loss, mean g_pos, mean g_neg). The positive and negative
-    batches go through each product together as one (2B, D) matrix.
-    peer_norm > 0 adds peer normalisation (Hinton 2022, sec. 3.5 and his code): a
-    penalty peer_norm * mean_j (r_j - mean(r))^2 on each unit's running mean activity
-    r_j over positive data (peer_means, updated in place), which keeps units alive.
+
+def first_layer_z(a0: np.ndarray, Wb0: np.ndarray, labels: np.ndarray, s: np.ndarray):
+    """Pre-activations of layer 0 for each image carrying each of `labels` (speed-up 2).
+
+    a0 = [s x_img, 1] Wb0 (B, D) is shared; the label pixel (value s) adds s W0[y].
+    labels (kB,) repeat the batch k times. (kB, D)
     """
-    B = len(x_img)
-    Wb, gWb = stacked_views(net.params, net.layer_sizes), stacked_views(grads, net.layer_sizes)
-    labels = np.concatenate([y_pos, y_neg])                        # (2B,)
-    stats = []
-    x = None
-    for l in range(len(Wb)):
-        d_out = Wb[l].shape[1]
-        if l == 0:
-            # Label-slot identity: [x_img + onehot(y)] W0 = x_img W0 + W0[y]. One image
-            # product serves the positive and the negative copy.
-            a = x_img @ Wb[0]                                      # (B, D1), bias included
-            h = np.take(Wb[0][:LABEL_SLOT], labels, axis=0)        # (2B, D1)
-            h[:B] += a
-            h[B:] += a
-        else:
-            # Written W^T x^T: with 2B = 256 rows and D = 2000, OpenBLAS runs
-            # (D, K) x (K, 2B) about 1.3x faster than (2B, K) x (K, D).
-            h = (Wb[l].T @ x.T).T                                  # (2B, D), column-major
-        np.maximum(h, 0, out=h)
+    B = len(a0)
+    z = np.take(Wb0[:LABEL_SLOT], labels, axis=0)                   # (kB, D)
+    if s is not None:
+        z.reshape(-1, B, z.shape[1])[...] *= s[:, None]
+    z.reshape(-1, B, z.shape[1])[...] += a0
+    return z
+
+
+def neutral_first_layer_z(a0, Wb0, s, s_neutral):
+    """Layer 0 pre-activation with the neutral label, from the same a0 (speed-up 2). (B, D)"""
+    label_part = NEUTRAL_LABEL * Wb0[:LABEL_SLOT].sum(axis=0)       # (D,)
+    if s is None:
+        return a0 + label_part
+    b0 = Wb0[-1]
+    return (a0 - b0) * (s_neutral / s)[:, None] + s_neutral[:, None] * label_part + b0
+
+
+def ff_grads(net: Net, x_in, s, a0, y_pos, y_neg, cfg: Config, grads, peer_means=None):
+    """ff_grads_plain with speed-ups 1-5: the local gradients of every layer for one batch,
+    written into the flat vector `grads` (same layout as net.params).
+
+    x_in, s: from training_inputs; a0 = x_in @ Wb0 (B, D1). Returns per-layer stats.
+    """
+    B = len(y_pos)
+    labels = np.concatenate([y_pos, y_neg])                          # (2B,)
+    grad_views = layer_views(grads, net.layer_sizes)
+    stats, x = [], None
+    for l, Wb in enumerate(net.Wb):
+        D = Wb.shape[1]
+        h = first_layer_z(a0, Wb, labels, s) if l == 0 else stacked_product(x, Wb)
+        np.maximum(h, 0, out=h)                                      # (2B, D), rows: pos, neg
         g = goodness(h)
-        g_pos, g_neg = g[:B], g[B:]
-        scale = h.dtype.type(d_out if goodness_kind == "sum" else 1)
-        stats.append((float(ff_loss(g_pos, g_neg, theta, scale)), float(g_pos.mean()),
-                      float(g_neg.mean())))
-        if l + 1 < len(Wb):                                        # next input; no gradient flows back
-            x_next = np.empty((2 * B, d_out + 1), h.dtype)
-            np.multiply(h, (1 / np.sqrt(g + g.dtype.type(NORM_EPS)))[:, None], out=x_next[:, :d_out])
-            x_next[:, d_out] = 1
-        dl_dg = np.concatenate(dloss_dgoodness(g_pos, g_neg, theta, scale))
-        if peer_norm:
-            r = peer_means[l]
-            r *= PEER_MOMENTUM
-            r += (1 - PEER_MOMENTUM) * h[:B].mean(axis=0)
-            active = h[:B] > 0
-        dz = dgoodness_dz_scale(h, dl_dg, out=h)                   # (2B, D), over h
-        if peer_norm:
-            # d penalty / d h_ij for positive rows, through this batch's share of r_j
-            coef = (peer_norm * 2 / d_out * (1 - PEER_MOMENTUM) / B) * (r - r.mean())
-            dz[:B] += active * coef.astype(h.dtype)
+        logit = ff_logit(g, D, cfg.threshold, cfg.logit_scale)
+        stats.append((float(ff_loss(logit[:B], logit[B:])), float(g[:B].mean() / D),
+                      float(g[B:].mean() / D)))
+        x_prev = x
+        if l + 1 < len(net.Wb):                                      # next input, no gradient back
+            x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
+        k = D if cfg.logit_scale == "D" else 1
+        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * g.dtype.type(k / D)
+        if cfg.peer_norm:
+            peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
+            peer = peer_dz(peer_means[l], h[:B], cfg.peer_norm, cfg.peer_gate)
+        dz = np.multiply(h, (2 * dl_dg)[:, None], out=h)             # dL/dz over h (speed-up 5)
+        if cfg.peer_norm:
+            dz[:B] += peer
         if l == 0:
-            # d/d[W0; b0] of both copies: x_img^T (dz_pos + dz_neg), plus each sample's
-            # dz on the row of the label it carried (the one-hot pixel).
-            np.matmul(x_img.T, dz[:B] + dz[B:], out=gWb[0])
-            onehot_t = (np.arange(N_CLASSES)[:, None] == labels).astype(h.dtype)   # (10, 2B)
-            np.matmul(onehot_t, dz, out=gWb[0][:LABEL_SLOT])
+            # both copies share the image rows; each label row gets its samples' s dz
+            np.matmul(x_in.T, dz[:B] + dz[B:], out=grad_views[0])
+            onehot = (np.arange(N_CLASSES)[:, None] == labels).astype(dz.dtype)      # (10, 2B)
+            label_dz = dz if s is None else dz * np.concatenate([s, s])[:, None]
+            np.matmul(onehot, label_dz, out=grad_views[0][:LABEL_SLOT])
         else:
-            np.matmul(x.T, dz, out=gWb[l])
-        if l + 1 < len(Wb):
-            x = x_next
+            np.matmul(x_prev.T, dz, out=grad_views[l])
     return stats
 
 
 # ----------------------------------------------------------------------------
-# Adam, one per layer; all layers share lr and step count, so one flat pass does it.
+# The softmax head (Hinton's code): a linear softmax on the normalised activities of the
+# layers after the first, computed with a neutral label. It picks hard negatives in
+# training and is a fourth read-out.
 # ----------------------------------------------------------------------------
 
-# DEVIATION: Adam (the seed's choice), where Hinton's code uses SGD with momentum and
-# weight decay.
+def neutral_features(net: Net, z0: np.ndarray) -> np.ndarray:
+    """Normalised activities of layers 1.. from layer 0's neutral pre-activation. (B, F)"""
+    x = rms_normalize(relu(z0))
+    feats = []
+    for W, b in zip(net.W[1:], net.b[1:]):
+        x = rms_normalize(relu(x @ W + b))
+        feats.append(x)
+    return np.concatenate(feats, axis=1)
+
+
+def head_loss_and_grad(head, feats, y):
+    """Cross-entropy of softmax(feats head) and its gradient wrt head. (), (F, 10), logits"""
+    logits = feats @ head                                            # (B, 10)
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(-np.log(p[rows, y] + 1e-30).mean())
+    p[rows, y] -= 1
+    return loss, feats.T @ p / len(y), logits
+
+
+# ----------------------------------------------------------------------------
+# Optimisers: Adam (the earlier NumPy run) and smoothed SGD with weight cost (Hinton's
+# code). Both update the flat vector in place; param_parts gives per-layer learning rates.
+# ----------------------------------------------------------------------------
+
 @dataclass
-class Adam:
-    """Adam (Kingma & Ba 2015) state over the flat parameter vector.
-
-    Stored as m' = m / (1 - beta1) and v' = v / (1 - beta2) so that each update is
-    m' = beta1 m' + g, v' = beta2 v' + g^2 (no scaling pass); the constants move
-    into the step size and epsilon, giving exactly Adam's update.
-    """
-    lr: float
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    t: int = 0
-    m: np.ndarray | None = None
-    v: np.ndarray | None = None
+class SmoothedSGD:
+    """Hinton's code: g = s g + (1 - s) grad, then p -= lr (g + weight_cost p)."""
+    g: np.ndarray
+    smoothing: float = 0.9
+    weight_cost: float = 0.0
 
 
-ADAM_CHUNK = 65536       # elements per chunk: the 5 arrays of a chunk (1.3 MB) stay in L2
+ADAM_CHUNK = 65536       # elements per chunk: the chunk's arrays stay in L2 cache
 # Dead units get exactly zero gradients, so their Adam moments decay geometrically
-# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every
-# GUARD_EVERY steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76
-# exactly as it is and rounds smaller values to multiples of 2^-123 (about 1e-37),
-# flushing subnormals to 0. Between two guards m shrinks by at most 0.9^16 = 0.19,
-# so a rounded value (>= 2^-123) stays above the smallest normal 2^-126 until the
-# next guard. The change, < 1e-37 absolute, is far below float32 rounding of any update.
+# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every GUARD_EVERY
+# steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76 exactly as it is
+# and rounds smaller values to multiples of 2^-123, flushing subnormals to 0. Between
+# guards m shrinks by at most 0.9^16 = 0.19, so a rounded value stays normal.
 SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
 GUARD_EVERY = 16
 
 
-def make_adam(n: int, lr: float) -> Adam:
-    return Adam(lr=lr, m=np.zeros(n, DTYPE), v=np.zeros(n, DTYPE))
+# DEVIATION (seed recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
+@dataclass
+class Adam:
+    """Adam (Kingma & Ba 2015) state over the flat vector. Stored scaled, m' = m / (1 - b1)
+    and v' = v / (1 - b2), so an update is m' = b1 m' + g, v' = b2 v' + g^2: two fewer
+    passes over memory; the constants move into the step size and epsilon."""
+    m: np.ndarray
+    v: np.ndarray
+    t: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
 
 
-def adam_constants(opt: Adam, lr: float):
-    """Step size and epsilon for the scaled moments at step opt.t."""
-    c1 = 1 - opt.beta1 ** opt.t
-    c2 = 1 - opt.beta2 ** opt.t
-    # lr * (m / c1) / (sqrt(v / c2) + eps) with m = (1-b1) m', v = (1-b2) v'
-    step = lr * (1 - opt.beta1) / c1 * math.sqrt(c2 / (1 - opt.beta2))
-    eps = opt.eps * math.sqrt(c2 / (1 - opt.beta2))
-    return step, eps
-
-
-def _adam_chunk(p, g, m, v, tmp, beta1, beta2, step, eps, guard):
-    """In-place Adam on one chunk: 10 ufunc calls (14 on guard steps), no temporaries."""
-    m *= beta1
-    m += g
-    v *= beta2
-    np.multiply(g, g, out=tmp)
-    v += tmp
-    if guard:
-        for state in (m, v):
-            state += SUBNORMAL_GUARD
-            state -= SUBNORMAL_GUARD
-    np.sqrt(v, out=tmp)
-    tmp += eps
-    tmp *= 1 / step
-    np.divide(m, tmp, out=tmp)
-    p -= tmp
-
-
-def adam_update(params, grads, opt: Adam, lr: float, pool=None, segments=None):
-    """One Adam step on the flat vectors. Each of `pool`'s threads takes one contiguous
-    share and walks it in cache-sized chunks (NumPy releases the GIL inside ufuncs).
-
-    segments: optional [(start, stop, lr_multiplier)] for per-layer learning rates.
-    """
+def adam_step(opt: Adam, params, grads, parts):
+    """One Adam step in place, in cache-sized chunks. parts: [(start, stop, n_bias, lr)]."""
     opt.t += 1
-    if segments is None:
-        segments = [(0, len(params), 1.0)]
-    for seg_start, seg_stop, mult in segments:
-        _adam_segment(params, grads, opt, lr * mult, seg_start, seg_stop, pool)
-
-
-def _adam_segment(params, grads, opt, lr, seg_start, seg_stop, pool):
-    step, eps = adam_constants(opt, lr)
-    b1, b2, step, eps = DTYPE(opt.beta1), DTYPE(opt.beta2), DTYPE(step), DTYPE(eps)
+    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
+    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
+    # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
+    root = math.sqrt(c2 / (1 - opt.beta2))
+    eps = DTYPE(opt.eps * root)
     guard = opt.t % GUARD_EVERY == 0
-    n = seg_stop - seg_start
-
-    def run(share):
-        start, stop = share
-        tmp = np.empty(min(ADAM_CHUNK, stop - start), DTYPE)
+    t = np.empty(min(ADAM_CHUNK, len(params)), DTYPE)
+    for start, stop, _, lr in parts:
+        inv_step = DTYPE(1 / (lr * (1 - opt.beta1) / c1 * root))
         for a in range(start, stop, ADAM_CHUNK):
             z = min(a + ADAM_CHUNK, stop)
-            _adam_chunk(params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], tmp[:z - a],
-                        b1, b2, step, eps, guard)
+            p, g, m, v, tmp = params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], t[:z - a]
+            m *= b1
+            m += g
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            v += tmp
+            if guard:
+                for state in (m, v):
+                    state += SUBNORMAL_GUARD
+                    state -= SUBNORMAL_GUARD
+            np.sqrt(v, out=tmp)
+            tmp += eps
+            tmp *= inv_step
+            np.divide(m, tmp, out=tmp)
+            p -= tmp
 
-    k = pool._max_workers if pool is not None and n >= 2 * ADAM_CHUNK else 1
-    shares = [(seg_start + n * i // k, seg_start + n * (i + 1) // k) for i in range(k)]
-    if k == 1:
-        run(shares[0])
-    else:
-        list(pool.map(run, shares))
+
+def sgd_step(opt: SmoothedSGD, params, grads, parts):
+    """One smoothed-SGD step in place: g = s g + (1 - s) grad; p -= lr (g + weight_cost p),
+    with no weight cost on the last n_bias entries of a part (its biases)."""
+    opt.g *= DTYPE(opt.smoothing)
+    opt.g += DTYPE(1 - opt.smoothing) * grads
+    for start, stop, n_bias, lr in parts:
+        if opt.weight_cost:
+            params[start:stop - n_bias] *= DTYPE(1 - lr * opt.weight_cost)
+        params[start:stop] -= DTYPE(lr) * opt.g[start:stop]
+
+
+def param_parts(cfg: Config, lr: float) -> list:
+    """[(start, stop, n_bias, lr)] per layer of the flat vector: layer 0 at lr, the
+    others at lr * deep_lr_scale; each layer's biases are its last D_out entries."""
+    # DEVIATION (ours, off by default): slower deep layers keep their units alive under Adam.
+    parts, i = [], 0
+    for l, (d_in, d_out) in enumerate(zip(cfg.layer_sizes[:-1], cfg.layer_sizes[1:])):
+        n = (d_in + 1) * d_out
+        parts.append((i, i + n, d_out, lr if l == 0 else lr * cfg.deep_lr_scale))
+        i += n
+    return parts
+
+
+def lr_at(cfg: Config, step: int, n_steps: int) -> float:
+    """Learning rate at a 0-based step. cooldown: constant for the first half of training,
+    then falling linearly to 0, as the gain in Hinton's code."""
+    if cfg.lr_schedule == "cooldown" and step >= n_steps // 2:
+        return cfg.lr * (n_steps - step) / (n_steps - n_steps // 2)
+    return cfg.lr
 
 
 # ----------------------------------------------------------------------------
-# Training loop.
+# Training.
 # ----------------------------------------------------------------------------
 
 class NonFiniteLoss(FloatingPointError):
@@ -541,101 +707,124 @@ class Interrupted(Exception):
         self.path, self.epoch = path, epoch
 
 
-def new_history():
-    return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "train_acc": [],
-            "test_acc": [], "seconds": []}
-
-
 @dataclass
 class TrainState:
-    """Everything that changes while training: weights, optimiser, random streams."""
+    """Everything that changes while training: weights, optimiser states, random streams."""
     net: Net
-    opt: Adam
-    grads: np.ndarray
-    rng_order: np.random.Generator
-    rng_neg: np.random.Generator
-    rng_jitter: np.random.Generator
-    peer_means: list          # per layer, running mean activity of each unit (peer norm)
+    opt: Adam | SmoothedSGD
+    head_opt: SmoothedSGD | None
+    peer_means: list           # per layer, running mean activity of each unit (D_l,)
+    rngs: dict                 # order, negatives, jitter: one stream each
     epoch: int = 0
 
 
+RNG_STREAMS = ("order", "negatives", "jitter")
+
+
 def init_state(cfg: Config) -> TrainState:
-    """Fresh weights and optimiser; one SeedSequence spawns a stream for each use."""
-    rng_init, rng_order, rng_neg, rng_jitter = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(4))
-    net = init_net(cfg.layer_sizes, rng_init)
-    return TrainState(net, make_adam(len(net.params), cfg.lr), np.zeros_like(net.params),
-                      rng_order, rng_neg, rng_jitter,
-                      [np.zeros(d, DTYPE) for d in cfg.layer_sizes[1:]])
+    """Fresh weights and optimisers; one SeedSequence spawns a stream for each use."""
+    rng_init, *streams = (np.random.default_rng(s)
+                          for s in np.random.SeedSequence(cfg.seed).spawn(1 + len(RNG_STREAMS)))
+    net = init_net(cfg.layer_sizes, rng_init, cfg.init, cfg.input_norm, cfg.softmax_head)
+    n = len(net.params)
+    opt = (Adam(np.zeros(n, DTYPE), np.zeros(n, DTYPE)) if cfg.optimizer == "adam" else
+           SmoothedSGD(np.zeros(n, DTYPE), cfg.smoothing, cfg.weight_cost))
+    head_opt = (SmoothedSGD(np.zeros(net.head.size, DTYPE), cfg.smoothing, cfg.head_weight_cost)
+                if cfg.softmax_head else None)
+    return TrainState(net, opt, head_opt, [np.full(d, PEER_START, DTYPE) for d in cfg.layer_sizes[1:]],
+                      dict(zip(RNG_STREAMS, streams)))
 
 
-def lr_at(cfg: Config, step: int, n_steps: int) -> float:
-    """Learning rate at a 0-based step. cooldown: constant for the first half of
-    training, then falling linearly to 0, as in Hinton's released code."""
-    if cfg.lr_schedule == "cooldown" and step >= n_steps // 2:
-        return cfg.lr * (n_steps - step) / (n_steps - n_steps // 2)
-    return cfg.lr
+def candidate_goodness(net: Net, a0, s, depth: int) -> np.ndarray:
+    """Goodness of layers 0..depth-1 for every image with each of the 10 labels, from the
+    shared image product a0 = [s x_img, 1] Wb0 (speed-up 2). (B, 10, depth)"""
+    B = len(a0)
+    h = relu(first_layer_z(a0, net.Wb[0], np.repeat(np.arange(N_CLASSES), B), s))  # (10B, D1)
+    out = np.empty((N_CLASSES, B, depth), DTYPE)
+    for l in range(depth):
+        if l:
+            h = relu(x @ net.Wb[l])                                  # 10B rows: plain orientation
+        g = goodness(h)
+        out[:, :, l] = g.reshape(N_CLASSES, B)
+        if l + 1 < depth:
+            x = with_bias_input(h, 1 / np.sqrt(g / h.shape[1] + g.dtype.type(RMS_EPS)))
+    return out.transpose(1, 0, 2)
 
 
-def adam_segments(cfg: Config):
-    """Per-layer lr multipliers over the flat vector: 1 for layer 0, deep_lr_scale after."""
-    # DEVIATION (ours, off by default): slower deep layers keep their units alive.
-    if cfg.deep_lr_scale == 1.0:
-        return None
-    first = (cfg.layer_sizes[0] + 1) * cfg.layer_sizes[1]
-    return [(0, first, 1.0), (first, n_params(cfg.layer_sizes), cfg.deep_lr_scale)]
+def train_step(state: TrainState, cfg: Config, x_batch, y_pos, lr: float, grads):
+    """One minibatch: pick the negatives, take every layer's local gradient, update.
+    Returns per-layer (loss, g_pos / D, g_neg / D) and the softmax head's loss (or nan)."""
+    net = state.net
+    x_in, s, x_img = training_inputs(x_batch, net.input_norm)        # (B, 785), (B,) or None
+    a0 = x_in @ net.Wb[0]                                            # layer 0's one image product
+    head_loss, logits = float("nan"), None
+    if net.head is not None:                                         # Hinton's code: neutral pass
+        s_neutral = label_scale(x_img, net.input_norm, LABEL_SLOT * NEUTRAL_LABEL ** 2)
+        feats = neutral_features(net, neutral_first_layer_z(a0, net.Wb[0], s, s_neutral))
+        head_loss, d_head, logits = head_loss_and_grad(net.head, feats, y_pos)
+        sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
+                 [(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
+    rng = state.rngs["negatives"]
+    if cfg.neg_sampling == "softmax":                                # the head's logits before its update
+        y_neg = draw_hard_labels(y_pos, logits, rng)
+    elif cfg.neg_sampling in ("hard", "hard-first"):
+        # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone (~free).
+        depth = 1 if cfg.neg_sampling == "hard-first" else len(net.Wb)
+        per_unit = candidate_goodness(net, a0, s, depth) / np.array(net.layer_sizes[1:depth + 1], DTYPE)
+        y_neg = draw_hard_labels(y_pos, per_unit.sum(axis=2), rng)          # softmax of mean(h^2)
+    else:
+        y_neg = draw_wrong_labels(y_pos, rng)
+    stats = ff_grads(net, x_in, s, a0, y_pos, y_neg, cfg, grads, state.peer_means)
+    parts = param_parts(cfg, lr)
+    if cfg.optimizer == "adam":
+        adam_step(state.opt, net.params, grads, parts)
+    else:
+        sgd_step(state.opt, net.params, grads, parts)
+    return stats, head_loss
 
 
-def train_epoch(state: TrainState, cfg: Config, x_inputs, y, pool=None, progress=None) -> np.ndarray:
-    """One pass over (x_inputs, y) in shuffled minibatches; x_inputs from training_inputs.
-
-    Returns the epoch's mean (loss, g_pos, g_neg) per layer, shape (L, 3).
-    progress(i, n_batches), if given, is called about once a second.
-    """
-    net, n = state.net, len(x_inputs)
-    x_epoch = x_inputs
+def train_epoch(state: TrainState, cfg: Config, x, y, progress=None) -> np.ndarray:
+    """One pass over (x, y) in shuffled minibatches. Returns the epoch's mean
+    (loss, g_pos / D, g_neg / D) per layer (L, 3) and the head's mean loss.
+    progress(i, n_batches), if given, is called about once a second."""
+    n = len(x)
     if cfg.jitter:
-        x_epoch = training_inputs(jitter_images(x_inputs[:, :N_PIXELS], state.rng_jitter))
-    order = state.rng_order.permutation(n)
+        x = jitter_images(x, state.rngs["jitter"], cfg.jitter)
+    order = state.rngs["order"].permutation(n)
     n_batches = math.ceil(n / cfg.batch_size)
     n_steps = n_batches * cfg.n_epochs
-    segments = adam_segments(cfg)
-    # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone.
-    hard_layers = mode_layers("first" if cfg.neg_sampling == "hard-first" else cfg.predict_mode,
-                              len(net.W))
-    sums = np.zeros((len(net.W), 3))
+    grads = np.empty_like(state.net.params)
+    sums, head_sum = np.zeros((len(state.net.Wb), 3)), 0.0
     shown = time.monotonic()
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        x_batch, y_pos = x_epoch[idx], y[idx]
-        if cfg.neg_sampling != "uniform":
-            scores = label_goodness(net, x_batch[:, :N_PIXELS], hard_layers).sum(axis=2)
-            y_neg = draw_hard_labels(y_pos, scores, state.rng_neg)
-        else:
-            y_neg = draw_wrong_labels(y_pos, state.rng_neg)
-        stats = ff_step_grads(net, x_batch, y_pos, y_neg, cfg.threshold, state.grads,
-                              cfg.peer_norm, state.peer_means, cfg.goodness)
+        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
+        stats, head_loss = train_step(state, cfg, x[idx], y[idx], lr, grads)
         if not all(math.isfinite(s[0]) for s in stats):
             raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
                                 f"batch {i + 1} (try a smaller --lr)")
         sums += stats
-        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
-        adam_update(net.params, state.grads, state.opt, lr, pool, segments)
+        head_sum += head_loss
         if progress and time.monotonic() - shown > 1:
             progress(i + 1, n_batches)
             shown = time.monotonic()
     state.epoch += 1
-    return sums / n_batches
+    return sums / n_batches, head_sum / n_batches
+
+
+def new_history():
+    return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "head_loss": [], "train_acc": [],
+            "test_acc": [], "seconds": []}
 
 
 def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print,
           checkpoint=None, resume=None):
     """Train an FF net on (x_train, y_train) as cfg says; return (net, history).
 
-    evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch.
-    callback(epoch, net, history) runs after each epoch (the GIF script uses it).
+    evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch with
+    cfg.predict_mode. callback(epoch, net, history) runs after each epoch.
     checkpoint: path written atomically after every epoch (and on Ctrl-C);
-    resume: path of a checkpoint to continue from (same training config).
+    resume: a checkpoint to continue from (same training config; n_epochs may grow).
     """
     if resume:
         state, history = load_checkpoint(resume, cfg)
@@ -643,134 +832,99 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
             log(f"resumed from {resume} after epoch {state.epoch}")
     else:
         state, history = init_state(cfg), new_history()
-    x_inputs = training_inputs(x_train)
     progress = None
     if log and sys.stderr.isatty():
         def progress(i, n):
             print(f"\r  epoch {state.epoch + 1}: batch {i}/{n}", end="", file=sys.stderr, flush=True)
     snapshot = checkpoint_arrays(state, cfg, history)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        try:
-            for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
-                t0 = time.perf_counter()
-                means = train_epoch(state, cfg, x_inputs, y_train, pool, progress)
-                if progress:
-                    print("\r\033[K", end="", file=sys.stderr, flush=True)
-                history["epoch"].append(epoch)
-                history["loss"].append(means[:, 0].tolist())
-                history["g_pos"].append(means[:, 1].tolist())
-                history["g_neg"].append(means[:, 2].tolist())
-                if evaluation is not None:
-                    (xa, ya), (xb, yb) = evaluation
-                    history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
-                    history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
-                history["seconds"].append(time.perf_counter() - t0)
-                snapshot = checkpoint_arrays(state, cfg, history)
-                if checkpoint:
-                    atomic_savez(checkpoint, snapshot)
-                if log:
-                    log(epoch_line(epoch, cfg.n_epochs, history))
-                if callback:
-                    callback(epoch, state.net, history)
-        except KeyboardInterrupt:
-            path = checkpoint or "ff_interrupted.npz"
-            atomic_savez(path, snapshot)
-            raise Interrupted(path, int(snapshot["epoch"])) from None
+    try:
+        for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
+            t0 = time.perf_counter()
+            means, head_loss = train_epoch(state, cfg, x_train, y_train, progress)
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            history["epoch"].append(epoch)
+            for k, column in (("loss", 0), ("g_pos", 1), ("g_neg", 2)):
+                history[k].append(means[:, column].tolist())
+            history["head_loss"].append(head_loss)
+            if evaluation is not None:
+                (xa, ya), (xb, yb) = evaluation
+                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
+                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
+            history["seconds"].append(time.perf_counter() - t0)
+            snapshot = checkpoint_arrays(state, cfg, history)
+            if checkpoint:
+                atomic_savez(checkpoint, snapshot)
+            if log:
+                log(epoch_line(epoch, cfg.n_epochs, history))
+            if callback:
+                callback(epoch, state.net, history)
+    except KeyboardInterrupt:
+        path = checkpoint or "ff_interrupted.npz"
+        atomic_savez(path, snapshot)
+        raise Interrupted(path, int(snapshot["epoch"])) from None
     return state.net, history
 
 
-def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
-    """A copy of everything needed to continue training exactly where it stands."""
-    rngs = {k: getattr(state, k).bit_generator.state for k in ("rng_order", "rng_neg", "rng_jitter")}
-    return {"format_version": np.array(FORMAT_VERSION), "kind": np.array("checkpoint"),
-            "config": np.array(json.dumps(dataclasses.asdict(cfg))),
-            "history": np.array(json.dumps(history)), "rngs": np.array(json.dumps(rngs)),
-            "epoch": np.array(state.epoch), "t": np.array(state.opt.t),
-            "params": state.net.params.copy(), "m": state.opt.m.copy(), "v": state.opt.v.copy(),
-            "peer_means": np.concatenate(state.peer_means)}
-
-
-def load_checkpoint(path, cfg: Config):
-    """(state, history) from a checkpoint written with the same training config."""
-    data = read_npz(path, "checkpoint")
-    if str(data.get("kind", "")) != "checkpoint" or int(data.get("format_version", -1)) != FORMAT_VERSION:
-        raise ModelError(f"{path} is not a checkpoint of this version (a model file? "
-                         f"use the file written by --checkpoint)")
-    saved = json.loads(str(data["config"]))
-    current = dataclasses.asdict(cfg)
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)} (now {current[k]})"
-              for k in TRAINING_FIELDS if saved.get(k) != current[k]]
-    if differ:
-        raise ModelError(f"{path} was written by a run with other settings: " + ", ".join(differ))
-    state = init_state(cfg)
-    state.net.params[...] = data["params"]
-    state.opt.m[...], state.opt.v[...], state.opt.t = data["m"], data["v"], int(data["t"])
-    state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
-    for k, rng_state in json.loads(str(data["rngs"])).items():
-        getattr(state, k).bit_generator.state = rng_state
-    state.epoch = int(data["epoch"])
-    return state, json.loads(str(data["history"]))
-
-
 def epoch_line(epoch, n_epochs, history):
-    """One fixed-width progress line: per-layer loss and goodness, accuracies, time, ETA."""
+    """One fixed-width progress line: per-layer loss and goodness per unit, accuracies, time, ETA."""
     layers = " ".join(f"L{l} {lo:.3f} {gp:5.2f}/{gn:5.2f}" for l, (lo, gp, gn) in
                       enumerate(zip(history["loss"][-1], history["g_pos"][-1], history["g_neg"][-1])))
+    head = "" if math.isnan(history["head_loss"][-1]) else f" head {history['head_loss'][-1]:.3f}"
     acc = ""
     if history["train_acc"]:
         acc = f" | train {100 * history['train_acc'][-1]:6.2f}% test {100 * history['test_acc'][-1]:6.2f}%"
-    sec = history["seconds"][-1]
     eta = np.mean(history["seconds"]) * (n_epochs - epoch)
-    return f"epoch {epoch:3d}/{n_epochs} | {layers}{acc} | {sec:5.1f}s ETA {eta:4.0f}s"
+    return f"epoch {epoch:3d}/{n_epochs} | {layers}{head}{acc} | {history['seconds'][-1]:5.1f}s ETA {eta:4.0f}s"
 
 
 # ----------------------------------------------------------------------------
-# Prediction: try every label, sum goodness, take the argmax.
+# Prediction: try every label, sum goodness, take the argmax (or ask the softmax head).
 # ----------------------------------------------------------------------------
 
 PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
 
 
-def mode_layers(mode: str, n_layers: int):
-    """Which layers' goodness a prediction mode sums; Hinton 2022 skips the first."""
-    if mode == "all":
-        return list(range(n_layers))
-    if mode == "first":
-        return [0]
-    if mode == "skip-first":
-        return list(range(1, n_layers))
-    raise ValueError(f"unknown prediction mode {mode!r}")
+def readout_layers(mode: str, n_layers: int):
+    """Which layers' goodness a read-out sums; Hinton 2022 skips the first."""
+    layers = {"all": list(range(n_layers)), "first": [0], "skip-first": list(range(1, n_layers))}
+    if mode not in layers:
+        raise ValueError(f"read-out {mode!r} does not sum goodness (one of {', '.join(layers)})")
+    return layers[mode]
 
 
 def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
-    """Goodness of every layer for every candidate label. (N, 784) -> (N, 10, L)
+    """Goodness sum(h^2) of every layer for every candidate label. (N, 784) -> (N, 10, L)
 
-    The image product x W0 is shared by all 10 labels (label-slot identity).
-    With `layers`, only layers up to the last one named are computed; the returned
-    array then holds just those layers, in order.
+    With `layers`, only the layers up to the last one named are computed, and the
+    result holds just those layers, in order.
     """
-    n = len(x)
-    depth = len(net.W) if layers is None else max(layers) + 1
-    out = np.empty((n, N_CLASSES, depth), DTYPE)
-    for s in range(0, n, PREDICT_CHUNK):
-        xc = clear_label_slot(x[s:s + PREDICT_CHUNK])
-        c = len(xc)
-        a = xc @ net.W[0]                                          # (c, D1)
-        label_rows = net.W[0][:LABEL_SLOT] + net.b[0]              # (10, D1)
-        h = a[:, None, :] + label_rows[None, :, :]                 # (c, 10, D1)
-        h = h.reshape(c * N_CLASSES, -1)
-        np.maximum(h, 0, out=h)
-        g = goodness(h)
-        out[s:s + c, :, 0] = g.reshape(c, N_CLASSES)
-        for l in range(1, depth):
-            h, g = layer_forward(normalize(h, g), net.W[l], net.b[l])
-            out[s:s + c, :, l] = g.reshape(c, N_CLASSES)
+    depth = len(net.Wb) if layers is None else max(layers) + 1
+    out = np.empty((len(x), N_CLASSES, depth), DTYPE)
+    for c in range(0, len(x), PREDICT_CHUNK):
+        x_in, s, _ = training_inputs(x[c:c + PREDICT_CHUNK], net.input_norm)
+        out[c:c + len(x_in)] = candidate_goodness(net, x_in @ net.Wb[0], s, depth)
     return out if layers is None else out[:, :, layers]
 
 
+def head_logits(net: Net, x: np.ndarray) -> np.ndarray:
+    """The softmax head's logits, from a neutral-label pass. (N, 784) -> (N, 10)"""
+    out = np.empty((len(x), N_CLASSES), DTYPE)
+    for c in range(0, len(x), PREDICT_CHUNK):
+        x_in = first_layer_inputs(embed_neutral_label(x[c:c + PREDICT_CHUNK]), net.input_norm)
+        out[c:c + len(x_in)] = neutral_features(net, x_in @ net.W[0] + net.b[0]) @ net.head
+    return out
+
+
+def readout_available(mode: str, net: Net) -> bool:
+    return net.head is not None if mode == "softmax" else mode != "skip-first" or len(net.Wb) > 1
+
+
 def predict(net: Net, x: np.ndarray, mode: str = "all") -> np.ndarray:
-    """Predicted labels (N,): argmax over labels of goodness summed over the mode's layers."""
-    return label_goodness(net, x, mode_layers(mode, len(net.W))).sum(axis=2).argmax(axis=1)
+    """Predicted labels (N,) by one read-out."""
+    if mode == "softmax":
+        return head_logits(net, x).argmax(axis=1)
+    return label_goodness(net, x, readout_layers(mode, len(net.Wb))).sum(axis=2).argmax(axis=1)
 
 
 def accuracy(net, x, y, mode="all") -> float:
@@ -780,38 +934,37 @@ def accuracy(net, x, y, mode="all") -> float:
 def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
     """Per layer, units never active on x carrying its true labels."""
     alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
-    for s in range(0, len(x), PREDICT_CHUNK):
-        h = embed_label(x[s:s + PREDICT_CHUNK], y[s:s + PREDICT_CHUNK])
+    for c in range(0, len(x), PREDICT_CHUNK):
+        h = first_layer_inputs(embed_label(x[c:c + PREDICT_CHUNK], y[c:c + PREDICT_CHUNK]), net.input_norm)
         for l, (W, b) in enumerate(zip(net.W, net.b)):
-            h, g = layer_forward(h if l == 0 else normalize(h, g_prev), W, b)
+            h = relu((rms_normalize(h) if l else h) @ W + b)
             alive[l] |= (h > 0).any(axis=0)
-            g_prev = g
     return [int((~a).sum()) for a in alive]
 
 
 def evaluate(net: Net, x, y, headline_mode="all") -> dict:
-    """Accuracy in every mode, per-class accuracy and dead units on (x, y)."""
+    """Accuracy of every available read-out, per-class accuracy and dead units on (x, y)."""
     g = label_goodness(net, x)
-    modes = {}
-    for mode in PREDICT_MODES:
-        layers = mode_layers(mode, len(net.W))
-        if layers:
-            modes[mode] = float((g[:, :, layers].sum(axis=2).argmax(axis=1) == y).mean())
-    pred = g[:, :, mode_layers(headline_mode, len(net.W))].sum(axis=2).argmax(axis=1)
+    preds = {m: g[:, :, readout_layers(m, len(net.Wb))].sum(axis=2).argmax(axis=1)
+             for m in ("all", "first", "skip-first") if readout_available(m, net)}
+    if net.head is not None:
+        preds["softmax"] = head_logits(net, x).argmax(axis=1)
+    pred = preds[headline_mode]
     per_class = {str(k): {"correct": int(((pred == y) & (y == k)).sum()),
                           "total": int((y == k).sum())} for k in range(N_CLASSES)}
     correct = int((pred == y).sum())
     return {"test_accuracy": correct / len(y), "test_correct": correct, "test_total": len(y),
-            "predict_mode": headline_mode, "per_class": per_class, "prediction_modes": modes,
+            "predict_mode": headline_mode, "per_class": per_class,
+            "prediction_modes": {m: float((p == y).mean()) for m, p in preds.items()},
             "dead_units": dead_units(net, x, y)}
 
 
 # ----------------------------------------------------------------------------
-# Save and load.
+# Save and load: .npz files without pickles, written atomically.
 # ----------------------------------------------------------------------------
 
 class ModelError(Exception):
-    """A model file is missing, unreadable or does not describe an FF net."""
+    """A model or checkpoint file is missing, unreadable or does not fit this run."""
 
 
 def versions() -> dict:
@@ -819,7 +972,7 @@ def versions() -> dict:
             "platform": platform.platform()}
 
 
-def atomic_write_bytes(path: Path, payload: bytes):
+def atomic_write_bytes(path, payload: bytes):
     """Write to a temporary file beside path, then rename: never a half-written file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -831,36 +984,14 @@ def atomic_write_bytes(path: Path, payload: bytes):
         os.chmod(tmp, 0o666 & ~umask)           # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def atomic_savez(path, arrays: dict):
-    import io
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
-    """model.npz: weights, config, history, metrics and versions; no pickles."""
-    arrays = {"format_version": np.array(FORMAT_VERSION),
-              "config": np.array(json.dumps(dataclasses.asdict(cfg))),
-              "history": np.array(json.dumps(history)),
-              "metrics": np.array(json.dumps(metrics or {})),
-              "versions": np.array(json.dumps(versions()))}
-    for l, (W, b) in enumerate(zip(net.W, net.b)):
-        arrays[f"W{l}"], arrays[f"b{l}"] = W, b
-    atomic_savez(path, arrays)
-
-
-def net_from_arrays(layer_sizes, Ws, bs) -> Net:
-    flat = np.empty(n_params(layer_sizes), DTYPE)
-    W_views, b_views = param_views(flat, layer_sizes)
-    for dst, src in zip(W_views + b_views, list(Ws) + list(bs)):
-        dst[...] = src
-    return Net(list(layer_sizes), flat, W_views, b_views)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def read_npz(path, what="model") -> dict:
@@ -875,43 +1006,94 @@ def read_npz(path, what="model") -> dict:
         raise ModelError(f"{path} is not a readable .npz {what} file ({reason})") from None
 
 
-def load_model(path):
-    """Return (net, cfg, history, metrics) from a model.npz, checking what it reads."""
-    path = Path(path)
-    data = read_npz(path, "model")
-    missing = {"format_version", "config", "history"} - set(data)
-    if missing:
-        raise ModelError(f"{path} is not an FF model (missing {', '.join(sorted(missing))})")
-    if int(data["format_version"]) != FORMAT_VERSION:
-        raise ModelError(f"{path} has format version {int(data['format_version'])}; "
-                         f"this code reads version {FORMAT_VERSION}")
+def npz_header(kind: str, cfg: Config, history: dict) -> dict:
+    return {"format_version": np.array(FORMAT_VERSION), "kind": np.array(kind),
+            "config": np.array(json.dumps(dataclasses.asdict(cfg))),
+            "history": np.array(json.dumps(history)), "versions": np.array(json.dumps(versions()))}
+
+
+def read_ff_npz(path, kind: str):
+    """(arrays, cfg) of a model or checkpoint file written by this version."""
+    data = read_npz(path, kind)
+    if str(data.get("kind", "")) != kind or int(data.get("format_version", -1)) != FORMAT_VERSION:
+        hint = "a model file? use the file written by --checkpoint" if kind == "checkpoint" else \
+            "written by ff_label_in_input.py --save of this version?"
+        raise ModelError(f"{path} is not an FF {kind} of format version {FORMAT_VERSION} ({hint})")
     try:
         cfg = Config(**json.loads(str(data["config"])))
-        history = json.loads(str(data["history"]))
-        metrics = json.loads(str(data.get("metrics", np.array("{}"))))
     except (TypeError, ValueError) as e:
-        raise ModelError(f"{path} has an unreadable config or history ({e})") from None
-    sizes = cfg.layer_sizes
-    Ws, bs = [], []
-    for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        W, b = data.get(f"W{l}"), data.get(f"b{l}")
-        if W is None or b is None or W.shape != (d_in, d_out) or b.shape != (d_out,):
-            raise ModelError(f"{path}: layer {l} weights do not match layer sizes {sizes}")
-        Ws.append(W); bs.append(b)
-    if f"W{len(sizes) - 1}" in data:
-        raise ModelError(f"{path} holds more layers than its layer sizes {sizes}")
-    return net_from_arrays(sizes, Ws, bs), cfg, history, metrics
+        raise ModelError(f"{path} has an unreadable config ({e})") from None
+    if data.get("params") is None or data["params"].shape != (n_params(cfg.layer_sizes),):
+        raise ModelError(f"{path}: the weights do not match layer sizes {cfg.layer_sizes}")
+    if cfg.softmax_head and (data.get("head") is None or
+                             data["head"].shape != (head_width(cfg.layer_sizes), N_CLASSES)):
+        raise ModelError(f"{path}: the softmax head is missing or has the wrong shape")
+    return data, cfg
+
+
+def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
+    """model.npz: weights (the flat vector), config, history, metrics and versions."""
+    arrays = {**npz_header("model", cfg, history), "metrics": np.array(json.dumps(metrics or {})),
+              "params": net.params}
+    if net.head is not None:
+        arrays["head"] = net.head
+    atomic_savez(path, arrays)
+
+
+def load_model(path):
+    """Return (net, cfg, history, metrics) from a model.npz, checking what it reads."""
+    data, cfg = read_ff_npz(path, "model")
+    head = data["head"].astype(DTYPE) if cfg.softmax_head else None
+    net = Net(cfg.layer_sizes, data["params"].astype(DTYPE), cfg.input_norm, head)
+    return net, cfg, json.loads(str(data["history"])), json.loads(str(data["metrics"]))
+
+
+def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
+    """A copy of everything needed to continue training exactly where it stands."""
+    arrays = {**npz_header("checkpoint", cfg, history), "epoch": np.array(state.epoch),
+              "rngs": np.array(json.dumps({k: r.bit_generator.state for k, r in state.rngs.items()})),
+              "params": state.net.params.copy(), "peer_means": np.concatenate(state.peer_means)}
+    arrays.update({f"opt_{k}": np.array(v, copy=True) for k, v in vars(state.opt).items()})
+    if state.net.head is not None:
+        arrays["head"], arrays["head_g"] = state.net.head.copy(), state.head_opt.g.copy()
+    return arrays
+
+
+def load_checkpoint(path, cfg: Config):
+    """(state, history) from a checkpoint of the same training config. n_epochs may grow
+    unless the learning-rate schedule depends on it (cooldown)."""
+    data, saved_cfg = read_ff_npz(path, "checkpoint")
+    saved, current = dataclasses.asdict(saved_cfg), dataclasses.asdict(cfg)
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {current[k]})"
+              for k in TRAINING_FIELDS if k != "n_epochs" and saved[k] != current[k]]
+    if differ:
+        raise ModelError(f"{path} was written by a run with other settings: " + ", ".join(differ))
+    if saved["n_epochs"] != cfg.n_epochs and cfg.lr_schedule == "cooldown":
+        raise ModelError(f"{path}: cannot change --n-epochs from {saved['n_epochs']} to "
+                         f"{cfg.n_epochs}: the cooldown schedule depends on it")
+    if int(data["epoch"]) > cfg.n_epochs:
+        raise ModelError(f"{path} is already at epoch {int(data['epoch'])} > --n-epochs {cfg.n_epochs}")
+    state = init_state(cfg)
+    state.net.params[...] = data["params"]
+    for f in dataclasses.fields(state.opt):
+        value = data[f"opt_{f.name}"]
+        setattr(state.opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
+    state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
+    if state.net.head is not None:
+        state.net.head[...], state.head_opt.g[...] = data["head"], data["head_g"]
+    for k, rng_state in json.loads(str(data["rngs"])).items():
+        state.rngs[k].bit_generator.state = rng_state
+    state.epoch = int(data["epoch"])
+    return state, json.loads(str(data["history"]))
 
 
 # ----------------------------------------------------------------------------
 # CLI.
 # ----------------------------------------------------------------------------
 
-N_TRAIN, N_TEST = 60000, 10000
-
-
-def bounded(kind, low=-math.inf, strict=False):
-    """An argparse type: a finite int or float >= low (> low when strict), else a one-line reason."""
+def bounded(kind, low=-math.inf, high=math.inf, strict=False):
+    """An argparse type: a finite int or float in [low, high] (low excluded when strict),
+    else a one-line reason."""
     def parse(text):
         try:
             value = kind(text)
@@ -923,12 +1105,13 @@ def bounded(kind, low=-math.inf, strict=False):
         if value < low or (strict and value == low):
             bound = f"> {low}" if strict else (f"at least {low}" if kind is int else f">= {low}")
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"at most {high}, got {text}")
         return value
     return parse
 
 
 positive_int = bounded(int, 1)
-nonnegative_int = bounded(int, 0)
 positive_float = bounded(float, 0.0, strict=True)
 nonnegative_float = bounded(float, 0.0)
 finite_float = bounded(float)
@@ -950,75 +1133,95 @@ def layer_sizes_arg(text):
     return sizes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = Config()
-    p = argparse.ArgumentParser(
-        description="Supervised Forward-Forward (Hinton 2022) on MNIST, label in the first "
-                    "10 pixels.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random generator")
-    p.add_argument("--n-epochs", type=positive_int, default=d.n_epochs, help="training epochs")
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--layer-sizes", type=layer_sizes_arg, default=d.layer_sizes,
-                   help="comma-separated sizes, input (784) first, e.g. 784,500,500")
-    p.add_argument("--threshold", type=finite_float, default=d.threshold,
-                   help="goodness threshold theta")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
-                   help="minibatch size (positives; as many negatives)")
-    p.add_argument("--jitter", action="store_true",
-                   help="shift each training image by up to 2 px every epoch")
-    p.add_argument("--train-subset", type=positive_int, default=d.train_subset,
-                   help="train on the first N of the 60000 training images (default: all)")
-    p.add_argument("--eval-subset", type=positive_int, default=d.eval_subset,
-                   help="training and test images scored after every epoch")
-    p.add_argument("--full-test", action="store_true",
-                   help="final report on all 10000 test images (else on the eval subset)")
-    p.add_argument("--predict-mode", choices=PREDICT_MODES, default=d.predict_mode,
-                   help="layers whose goodness the headline prediction sums")
-    p.add_argument("--lr-schedule", choices=("constant", "cooldown"), default=d.lr_schedule,
-                   help="cooldown: constant for the first half of the steps, then linear to 0")
-    p.add_argument("--deep-lr-scale", type=positive_float, default=d.deep_lr_scale,
-                   help="learning-rate multiplier for every layer after the first")
-    p.add_argument("--neg-sampling", choices=("uniform", "hard", "hard-first"),
-                   default=d.neg_sampling,
-                   help="wrong labels: uniform, or drawn by softmax of the network's current "
-                        "goodness over the wrong labels (hard negatives), summed over the "
-                        "--predict-mode layers (hard) or of layer 0 alone (hard-first, ~free)")
-    p.add_argument("--peer-norm", type=nonnegative_float, default=d.peer_norm,
-                   help="weight of the peer-normalisation penalty (0: off)")
-    p.add_argument("--goodness", choices=("mean", "sum"), default=d.goodness,
-                   help="mean: logistic of mean(h^2) - theta (the seed); sum: of sum(h^2) - "
-                        "theta * D, as in Hinton's code with --threshold 1")
-    p.add_argument("--val-split", type=nonnegative_int, default=d.val_split,
-                   help="hold out the last N training images and evaluate on them instead of "
-                        "the test set (for tuning)")
-    p.add_argument("--checkpoint", metavar="PATH", default=None,
-                   help="write a resumable checkpoint here after every epoch")
-    p.add_argument("--resume", metavar="PATH", default=None,
-                   help="continue from this checkpoint (same training flags)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST .gz files (default: $HINTON_MNIST_DIR, "
-                        "else ~/.cache/hinton-mnist)")
-    p.add_argument("--save", metavar="PATH", default=None, help="write the model here (.npz)")
-    p.add_argument("--metrics", metavar="PATH", default=None,
-                   help="write the final results here as JSON")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+FLAG_TYPES = {"seed": int, "n_epochs": positive_int, "layer_sizes": layer_sizes_arg,
+              "batch_size": positive_int, "lr": positive_float, "deep_lr_scale": positive_float,
+              "smoothing": bounded(float, 0.0, 0.999), "weight_cost": nonnegative_float,
+              "threshold": finite_float, "peer_norm": nonnegative_float, "head_lr": positive_float,
+              "head_weight_cost": nonnegative_float, "jitter": bounded(int, 0, 27),
+              "train_subset": bounded(int, 1, N_TRAIN), "val_split": bounded(int, 0),
+              "eval_subset": bounded(int, 1, N_TEST)}
+
+
+class OldGoodnessFlag(argparse.Action):
+    """--goodness mean|sum, the earlier spelling of --logit-scale 1|D."""
+    def __call__(self, parser, namespace, value, option_string=None):
+        namespace.logit_scale = {"mean": "1", "sum": "D"}[value]
+
+
+def add_config_flags(p: argparse.ArgumentParser, skip=()):
+    """One flag per Config field, its help and type from the field (shared by the scripts)."""
+    for f in dataclasses.fields(Config):
+        if f.name in skip:
+            continue
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        if f.type == "bool":
+            p.add_argument(flag, action="store_true", help=meta["help"])
+        elif f.name == "jitter":
+            p.add_argument(flag, type=FLAG_TYPES["jitter"], nargs="?", const=2, metavar="PX",
+                           help=meta["help"])
+        else:
+            p.add_argument(flag, type=FLAG_TYPES.get(f.name, str), choices=meta.get("choices"),
+                           help=meta["help"])
+    if "logit_scale" not in skip:
+        p.add_argument("--goodness", choices=("mean", "sum"), action=OldGoodnessFlag,
+                       help="earlier spelling: mean = --logit-scale 1, sum = --logit-scale D")
     return p
 
 
+def apply_recipe(p: argparse.ArgumentParser, argv):
+    """Set the parser's defaults from Config and the chosen --recipe's preset."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", choices=tuple(RECIPES), default="seed")
+    recipe = pre.parse_known_args(argv)[0].recipe
+    p.set_defaults(**{**dataclasses.asdict(Config()), **RECIPES[recipe], "recipe": recipe})
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Supervised Forward-Forward (Hinton 2022) on MNIST, label in the first "
+                    "10 pixels.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--checkpoint", metavar="PATH", help="write a resumable checkpoint here after every epoch")
+    p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same training flags)")
+    p.add_argument("--data-dir", help="folder with the MNIST .gz files (default: $HINTON_MNIST_DIR, "
+                                      "else ~/.cache/hinton-mnist)")
+    p.add_argument("--save", metavar="PATH", help="write the model here (.npz)")
+    p.add_argument("--metrics", metavar="PATH", help="write the final results here as JSON")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    apply_recipe(p, argv)
+    return p
+
+
+def check_config(p, cfg: Config):
+    """Refuse combinations that cannot run, with a one-line reason (exit 2)."""
+    n_train = cfg.train_subset or N_TRAIN
+    if cfg.val_split >= n_train:
+        p.error(f"--val-split: must leave training images, got {cfg.val_split} of {n_train}")
+    if cfg.val_split and cfg.eval_subset > cfg.val_split:
+        p.error(f"--eval-subset: at most --val-split ({cfg.val_split}), got {cfg.eval_subset}")
+    deep = len(cfg.layer_sizes) >= 3
+    if cfg.predict_mode == "skip-first" and not deep:
+        p.error("--predict-mode skip-first needs at least two hidden layers")
+    if cfg.softmax_head and not deep:
+        p.error("--softmax-head needs at least two hidden layers (it reads the layers after the first)")
+    if cfg.neg_sampling == "softmax" and not cfg.softmax_head:
+        p.error("--neg-sampling softmax needs --softmax-head")
+    if cfg.predict_mode == "softmax" and not cfg.softmax_head:
+        p.error("--predict-mode softmax needs --softmax-head")
+
+
+def config_from_args(args) -> Config:
+    """The Config of parsed flags; fields a script did not declare keep their defaults."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in vars(args).items() if k in names})
+
+
 def parse_args(argv=None):
-    """Parse and check the flags; bad values exit 2 before any data is touched."""
-    p = build_parser()
+    """(args, cfg): bad values exit 2 before any data is touched."""
+    p = build_parser(argv)
     args = p.parse_args(argv)
-    if args.train_subset is not None and args.train_subset > N_TRAIN:
-        p.error(f"--train-subset: at most {N_TRAIN}, got {args.train_subset}")
-    if args.eval_subset > N_TEST:
-        p.error(f"--eval-subset: at most {N_TEST} (it is also drawn from the test set), "
-                f"got {args.eval_subset}")
-    n_train = args.train_subset or N_TRAIN
-    if args.val_split >= n_train:
-        p.error(f"--val-split: must leave training images, got {args.val_split} of {n_train}")
-    if args.val_split and args.eval_subset > args.val_split:
-        p.error(f"--eval-subset: at most --val-split ({args.val_split}), got {args.eval_subset}")
+    cfg = config_from_args(args)
+    check_config(p, cfg)
     if args.resume and not Path(args.resume).is_file():
         p.error(f"--resume: no such file {args.resume}")
     for flag in ("save", "metrics", "checkpoint"):
@@ -1027,80 +1230,79 @@ def parse_args(argv=None):
             parent = Path(path).expanduser().resolve().parent
             if not parent.is_dir() or not os.access(parent, os.W_OK):
                 p.error(f"--{flag}: cannot write to folder {parent}")
-    if args.predict_mode == "skip-first" and len(args.layer_sizes) < 3:
-        p.error("--predict-mode skip-first needs at least two hidden layers")
-    return args
+    return args, cfg
 
 
-def config_from_args(args) -> Config:
-    names = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in vars(args).items() if k in names})
+def split_data(cfg: Config, x_train, y_train, x_test, y_test):
+    """Training subset and validation split as cfg says: (train, held-out, held-out name)."""
+    if cfg.train_subset:
+        x_train, y_train = x_train[:cfg.train_subset], y_train[:cfg.train_subset]
+    if cfg.val_split:
+        # DEVIATION (tuning only): the held-out images replace the test set everywhere
+        return ((x_train[:-cfg.val_split], y_train[:-cfg.val_split]),
+                (x_train[-cfg.val_split:], y_train[-cfg.val_split:]), "validation")
+    return (x_train, y_train), (x_test, y_test), "test"
 
 
 def report(metrics: dict) -> str:
-    """The closing summary: headline accuracy, per-class table, modes, dead units."""
-    lines = [f"{metrics.get('evaluated_on', 'test')} accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
+    """The closing summary: headline accuracy, per-class table, read-outs, dead units."""
+    lines = [f"{metrics['evaluated_on']} accuracy ({metrics['predict_mode']}): {metrics['test_correct']}/"
              f"{metrics['test_total']} ({100 * metrics['test_accuracy']:.2f}%)",
              "class  correct/total  accuracy"]
     for k, c in metrics["per_class"].items():
         lines.append(f"{k:>5}  {c['correct']:>7}/{c['total']:<5}  {100 * c['correct'] / max(c['total'], 1):7.2f}%")
-    lines.append("prediction modes: " + "  ".join(
+    lines.append("read-outs: " + "  ".join(
         f"{m} {100 * a:.2f}%" for m, a in metrics["prediction_modes"].items()))
     lines.append("dead units: " + "  ".join(
         f"L{l} {d}/{n}" for l, (d, n) in enumerate(zip(metrics["dead_units"], metrics["layer_widths"]))))
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    """Train, report and save; return the metrics dict."""
-    args = parse_args(argv)
-    cfg = config_from_args(args)
+def fail(message, code=1):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv=None, checksums=None, mirrors=None) -> dict:
+    """Train, report and save; return the metrics dict. checksums and mirrors go to
+    load_mnist (tests use small synthetic files)."""
+    args, cfg = parse_args(argv)
     log = None if args.quiet else print
     try:
-        x_train, y_train, x_test, y_test = load_mnist(args.data_dir)
+        data = load_mnist(args.data_dir, checksums, mirrors)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1)
-    if cfg.train_subset:
-        x_train, y_train = x_train[:cfg.train_subset], y_train[:cfg.train_subset]
-    held_out = "test"
-    if cfg.val_split:
-        # DEVIATION (tuning only): the held-out images replace the test set everywhere
-        x_test, y_test = x_train[-cfg.val_split:], y_train[-cfg.val_split:]
-        x_train, y_train = x_train[:-cfg.val_split], y_train[:-cfg.val_split]
-        held_out = "validation"
+        fail(e)
+    (x_train, y_train), (x_test, y_test), held_out = split_data(cfg, *data)
     k = cfg.eval_subset
     evaluation = ((x_train[:k], y_train[:k]), (x_test[:k], y_test[:k]))
     if log:
         log("config: " + json.dumps(dataclasses.asdict(cfg)))
         log(f"data: {len(x_train)} training images; every epoch scores {min(k, len(x_train))} "
-            f"train + {min(k, len(x_test))} {held_out} images; per layer: loss g_pos/g_neg")
-    t0 = time.perf_counter()
+            f"train + {min(k, len(x_test))} {held_out} images; per layer: loss g_pos/g_neg per unit")
     try:
         net, history = train(cfg, x_train, y_train, evaluation=evaluation, log=log,
                              checkpoint=args.checkpoint, resume=args.resume)
     except NonFiniteLoss as e:
-        print(f"error: {e}; no model was saved", file=sys.stderr)
-        raise SystemExit(1)
+        fail(f"{e}; no model was saved")
     except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1)
+        fail(e)
     except Interrupted as e:
-        flags = [a for a in (sys.argv[1:] if argv is None else argv)]
+        flags = list(sys.argv[1:] if argv is None else argv)
         if "--resume" in flags:
-            i = flags.index("--resume"); del flags[i:i + 2]
+            i = flags.index("--resume")
+            del flags[i:i + 2]
         print(f"\n{e}. To continue: python3 {Path(__file__).name} {' '.join(flags)} "
               f"--resume {e.path}", file=sys.stderr)
         raise SystemExit(130)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = sum(history["seconds"])                          # resumed epochs included
     x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
     metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
-    cli_only = {k: getattr(args, k) for k in ("data_dir", "save", "metrics", "checkpoint", "resume", "quiet")}
-    metrics.update({"evaluated_on": held_out, "config": {**dataclasses.asdict(cfg), **cli_only},
+    metrics.update({"evaluated_on": held_out, "config": dataclasses.asdict(cfg),
+                    "command": "python3 ff_label_in_input.py " + " ".join(
+                        sys.argv[1:] if argv is None else argv),
                     "train_seconds": train_seconds, "layer_widths": cfg.layer_sizes[1:],
                     "final_train_accuracy": history["train_acc"][-1],
-                    "final_layer_stats": {"loss": history["loss"][-1], "g_pos": history["g_pos"][-1],
-                                          "g_neg": history["g_neg"][-1]},
+                    "final_layer_stats": {k: history[k][-1] for k in ("loss", "g_pos", "g_neg")},
                     "versions": versions()})
     if log:
         log(report(metrics))
@@ -1110,7 +1312,7 @@ def main(argv=None) -> dict:
         if log:
             log(f"saved model to {args.save}")
     if args.metrics:
-        atomic_write_bytes(Path(args.metrics), (json.dumps(metrics, indent=2) + "\n").encode())
+        atomic_write_bytes(args.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
 

@@ -1,11 +1,15 @@
 """How fast do second-layer units die? Dead-unit counts over the first Adam steps.
 
-    python3 experiments/dead_units_early.py [--deep-lr-scale 0.1] [--steps 50]
+    python3 experiments/dead_units_early.py [--deep-lr-scale 0.1] [--steps 50] [--json PATH]
 
 Trains 784-500-500 with the seed recipe and, after each of the first --steps steps,
 counts the layer-1 units that are silent on 2000 test images carrying their true label.
 It also prints, for the first steps, how far one Adam step moves a layer-1 unit's
 pre-activation: about lr * ||x||_1, since Adam moves every weight by about lr.
+
+The steps are the module's own (ff.train_step on the batches of the first epoch, in the
+order ff.train_epoch draws them), so this is the start of the headline run exactly.
+experiments/run.py --group dead_units runs it for the two JSON files under results/.
 """
 
 import argparse
@@ -19,38 +23,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ff_label_in_input as ff  # noqa: E402
 
 
+def layer1_input_l1(net, x, y):
+    """Mean ||x||_1 of layer 1's input for images carrying their true label: the
+    RMS-normalised layer-0 activity."""
+    h0 = ff.relu(ff.first_layer_inputs(ff.embed_label(x, y), net.input_norm) @ net.W[0] + net.b[0])
+    return float(np.abs(ff.rms_normalize(h0)).sum(axis=1).mean())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--deep-lr-scale", type=float, default=1.0)
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, help="write the counts here")
     args = p.parse_args(argv)
     x, y, x_test, y_test = ff.load_mnist()
     cfg = ff.Config(deep_lr_scale=args.deep_lr_scale)
     state = ff.init_state(cfg)
-    x_in = ff.training_inputs(x)
-    order = state.rng_order.permutation(len(x))
+    order = state.rngs["order"].permutation(len(x))          # the first epoch's order
+    grads = np.empty_like(state.net.params)
     counts, l1_norms = [], []
     for step in range(args.steps + 1):
         counts.append(ff.dead_units(state.net, x_test[:2000], y_test[:2000])[1])
         if step == args.steps:
             break
         idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        y_neg = ff.draw_wrong_labels(y[idx], state.rng_neg)
-        # the layer-1 input of this batch's positives: normalised layer-0 activity
-        h0, g0 = ff.layer_forward(ff.embed_label(x[idx], y[idx]), state.net.W[0], state.net.b[0])
-        l1_norms.append(float(np.abs(ff.normalize(h0, g0)).sum(axis=1).mean()))
-        ff.ff_step_grads(state.net, x_in[idx], y[idx], y_neg, cfg.threshold, state.grads)
-        ff.adam_update(state.net.params, state.grads, state.opt, cfg.lr, None, ff.adam_segments(cfg))
+        l1_norms.append(layer1_input_l1(state.net, x[idx], y[idx]))
+        ff.train_step(state, cfg, x[idx], y[idx], cfg.lr, grads)
     print("step  dead layer-1 units (of 500)")
     for s in sorted({0, 1, 2, 3, 5, 10, 20, 30, args.steps}):
         if s <= args.steps:
             print(f"{s:4d}  {counts[s]}")
+    move = cfg.lr * args.deep_lr_scale * np.mean(l1_norms[:10])
     print(f"mean ||x||_1 of the layer-1 input over the first steps: {np.mean(l1_norms[:10]):.1f} "
-          f"-> one Adam step can move a pre-activation by ~{cfg.lr * args.deep_lr_scale * np.mean(l1_norms[:10]):.2f}")
+          f"-> one Adam step can move a pre-activation by ~{move:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"dead_layer1": counts, "l1_norms": l1_norms,
-                                               "deep_lr_scale": args.deep_lr_scale}) + "\n")
+        ff.atomic_write_bytes(args.json, (json.dumps({"dead_layer1": counts, "l1_norms": l1_norms,
+                                                      "deep_lr_scale": args.deep_lr_scale}) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python3 experiments/plot_findings.py          # writes viz/findings_depth.png
 
-Reads the JSON that experiments/run_findings.py left in results/findings/.
+Reads the JSON in results/findings/ (made by `python3 experiments/run.py --group findings`).
 """
 
 import statistics
@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_findings import ROOT, load  # noqa: E402
+from run import ROOT, load  # noqa: E402
 
 SHAPES = [("1x1000", 1), ("uniform_2x500", 2), ("3x400", 3), ("4x350", 4)]
 MODES = (("all", "all layers", "tab:blue"), ("first", "layer 0 only", "tab:green"),
@@ -39,7 +39,7 @@ def main():
                     label=f"{label}, seed loss (mean vs 2)")
         mean, std = point("4x350_sum", mode)
         ax.errorbar([4.08], [mean], yerr=[std], marker="*", markersize=12, capsize=3, color=color,
-                    linestyle="none", label=f"{label}, 4 x 350 with --goodness sum")
+                    linestyle="none", label=f"{label}, 4 x 350 with --logit-scale D")
     ax.set_xticks([1, 2, 3, 4], ["1 x 1000", "2 x 500", "3 x 400", "4 x 350"])
     ax.set_xlabel("hidden layers (about the same cost per epoch)")
     ax.set_ylabel("test accuracy (%), mean ± sd of 3 seeds")

@@ -5,6 +5,7 @@ import hashlib
 import os
 import struct
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +45,25 @@ def write_fake_mnist(folder: Path, n_train=300, n_test=100, seed=0) -> dict:
     return table
 
 
+@dataclass
+class FakeMnist:
+    """A synthetic MNIST folder; pass checksums and mirrors to main()/load_mnist()."""
+    folder: Path
+    checksums: dict
+    mirrors: tuple = ()
+
+    def main(self, module, argv):
+        """module.main(argv) reading this folder, never the network."""
+        return module.main(argv, checksums=self.checksums, mirrors=self.mirrors)
+
+
 @pytest.fixture
 def fake_mnist(tmp_path, monkeypatch):
-    """A synthetic MNIST folder the module accepts as the real one (checksums patched)."""
+    """Small synthetic MNIST files, with HINTON_MNIST_DIR pointing at them."""
     folder = tmp_path / "mnist"
     table = write_fake_mnist(folder)
-    monkeypatch.setattr(ff, "MNIST_FILES", table)
-    monkeypatch.setattr(ff, "MNIST_MIRRORS", ())       # never the network
     monkeypatch.setenv("HINTON_MNIST_DIR", str(folder))
-    return folder
+    return FakeMnist(folder, table)
 
 
 def real_mnist_dir():

@@ -13,7 +13,8 @@ spec.loader.exec_module(bench)
 def test_benchmark_smoke(fake_mnist, tmp_path, capsys):
     out = tmp_path / "bench.json"
     r = bench.main(["--layer-sizes", "784,30,20", "--batch-size", "32", "--train-subset", "200",
-                    "--warmup", "1", "--repeats", "1", "--json", str(out)])
+                    "--warmup", "1", "--repeats", "1", "--json", str(out)],
+                   checksums=fake_mnist.checksums)
     assert r["data"] == "MNIST" and r["n_images"] == 200
     assert r["loss_max_relative_gap"] < 1e-5          # reference and module: same loss, same batch
     assert r["predict_max_abs_diff"] < 1e-4           # naive and fast prediction agree

@@ -1,5 +1,6 @@
 """The training CLI in-process: refused values, tiny runs, determinism, save/load."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -35,6 +36,25 @@ TINY = ["--n-epochs", "10", "--layer-sizes", "784,100,50", "--batch-size", "16",
     (["--predict-mode", "skip-first", "--layer-sizes", "784,100"], "two hidden"),
     (["--save", "/nonexistent/dir/model.npz"], "cannot write"),
     (["--seed", "x"], "invalid int"),
+    (["--recipe", "lecun"], "invalid choice"),
+    (["--optimizer", "rmsprop"], "invalid choice"),
+    (["--logit-scale", "2"], "invalid choice"),
+    (["--goodness", "max"], "invalid choice"),
+    (["--smoothing", "1"], "at most 0.999"),
+    (["--weight-cost", "-1"], ">= 0"),
+    (["--jitter", "-1"], "at least 0"),
+    (["--jitter", "30"], "at most 27"),
+    (["--neg-sampling", "softmax"], "needs --softmax-head"),
+    (["--predict-mode", "softmax"], "needs --softmax-head"),
+    (["--softmax-head", "--layer-sizes", "784,100"], "two hidden"),
+    (["--val-split", "60000"], "must leave training images"),
+    (["--val-split", "100", "--eval-subset", "200"], "at most --val-split"),
+    (["--peer-norm", "-1"], ">= 0"),
+    (["--peer-gate", "sometimes"], "invalid choice"),
+    (["--deep-lr-scale", "0"], "> 0"),
+    (["--neg-sampling", "random"], "invalid choice"),
+    (["--lr-schedule", "cosine"], "invalid choice"),
+    (["--resume", "/nonexistent.npz"], "no such file"),
 ])
 def test_bad_values_are_refused_before_any_work(argv, reason, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HINTON_MNIST_DIR", str(tmp_path / "no-data-here"))
@@ -51,27 +71,45 @@ def test_help_states_defaults(capsys):
     with pytest.raises(SystemExit) as e:
         ff.main(["--help"])
     assert e.value.code == 0
-    out = capsys.readouterr().out
-    for flag in ("--seed", "--n-epochs", "--lr", "--layer-sizes", "--jitter", "--train-subset",
-                 "--eval-subset", "--full-test", "--save", "--threshold", "--batch-size",
-                 "--data-dir", "--predict-mode", "--metrics", "--quiet"):
+    out = " ".join(capsys.readouterr().out.split())          # unwrap argparse's line breaks
+    for f in dataclasses.fields(ff.Config):                   # one flag per config field
+        assert "--" + f.name.replace("_", "-") in out, f.name
+    for flag in ("--save", "--metrics", "--checkpoint", "--resume", "--data-dir", "--quiet"):
         assert flag in out
-    assert "default: 0.003" in out and "784,500,500" not in out or "[784, 500, 500]" in out
+    assert "learning rate (default: 0.003)" in out
+    assert "(default: [784, 500, 500])" in out
+
+
+def test_recipe_sets_defaults_and_explicit_flags_win():
+    _, seed = ff.parse_args([])
+    assert seed == ff.Config()
+    _, hinton = ff.parse_args(["--recipe", "hinton"])
+    for k, v in ff.RECIPES["hinton"].items():
+        assert getattr(hinton, k) == v, k
+    _, mixed = ff.parse_args(["--lr", "0.5", "--recipe", "hinton", "--optimizer", "adam"])
+    assert (mixed.lr, mixed.optimizer, mixed.input_norm) == (0.5, "adam", "rms")
+
+
+def test_old_spellings_still_work():
+    _, cfg = ff.parse_args(["--goodness", "sum", "--jitter"])
+    assert cfg.logit_scale == "D" and cfg.jitter == 2
+    _, cfg = ff.parse_args(["--goodness", "mean", "--jitter", "1"])
+    assert cfg.logit_scale == "1" and cfg.jitter == 1
 
 
 def test_tiny_run_saves_and_reports(fake_mnist, tmp_path, capsys):
     model, metrics_path = tmp_path / "model.npz", tmp_path / "metrics.json"
-    metrics = ff.main(TINY[:-1] + ["--full-test", "--save", str(model), "--metrics", str(metrics_path)])
+    metrics = fake_mnist.main(ff, TINY[:-1] + ["--full-test", "--save", str(model),
+                                               "--metrics", str(metrics_path)])
     out = capsys.readouterr().out
     assert "epoch  10/10" in out and "ETA" in out and "test accuracy (all):" in out
-    assert "/100 (" in out and "prediction modes:" in out and "dead units:" in out
+    assert "/100 (" in out and "read-outs:" in out and "dead units:" in out
     on_disk = json.loads(metrics_path.read_text())
-    for key in ("config", "test_accuracy", "test_correct", "test_total", "per_class",
+    for key in ("config", "command", "test_accuracy", "test_correct", "test_total", "per_class",
                 "prediction_modes", "dead_units", "train_seconds", "versions"):
         assert key in on_disk
-    assert on_disk["config"]["layer_sizes"] == [784, 100, 50]
-    assert on_disk["config"]["n_epochs"] == 10 and on_disk["config"]["full_test"] is True
-    assert on_disk["config"]["save"] == str(model) and on_disk["config"]["quiet"] is False
+    assert on_disk["config"] == dataclasses.asdict(ff.parse_args(TINY + ["--full-test"])[1])
+    assert on_disk["command"].startswith("python3 ff_label_in_input.py --n-epochs 10")
     assert on_disk["test_total"] == 100 and metrics["test_correct"] == on_disk["test_correct"]
     assert sum(c["total"] for c in on_disk["per_class"].values()) == 100
     assert set(on_disk["prediction_modes"]) == {"all", "first", "skip-first"}
@@ -82,25 +120,56 @@ def test_tiny_run_saves_and_reports(fake_mnist, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp files
 
 
+def test_hinton_recipe_tiny_run_reports_every_readout(fake_mnist, tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    metrics = fake_mnist.main(ff, ["--recipe", "hinton"] + TINY[:-1] + ["--save", str(model)])
+    assert set(metrics["prediction_modes"]) == {"all", "first", "skip-first", "softmax"}
+    assert metrics["predict_mode"] == "skip-first"
+    assert "read-outs: all" in capsys.readouterr().out and " softmax " in metrics_line(metrics)
+    net, cfg, _, _ = ff.load_model(model)
+    assert net.head is not None and net.head.shape == (50, 10) and cfg.input_norm == "rms"
+    x = np.random.default_rng(0).random((30, 784)).astype(np.float32)
+    assert ff.accuracy(net, x, ff.predict(net, x, "softmax"), "softmax") == 1.0
+
+
+def metrics_line(metrics):
+    return ff.report({**metrics, "evaluated_on": "test", "layer_widths": [100, 50]})
+
+
+def test_evaluation_flags_do_not_change_training(fake_mnist, tmp_path):
+    """--predict-mode, --eval-subset and --full-test only change what is reported."""
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    hard = TINY + ["--neg-sampling", "hard", "--layer-sizes", "784,30,20,20"]
+    fake_mnist.main(ff, hard + ["--save", str(a)])
+    fake_mnist.main(ff, hard + ["--save", str(b), "--predict-mode", "skip-first", "--eval-subset", "20",
+                                "--full-test"])
+    assert np.array_equal(ff.load_model(a)[0].params, ff.load_model(b)[0].params)
+
+
 def test_same_seed_same_weights(fake_mnist, tmp_path):
     a, b, c = (tmp_path / f"{k}.npz" for k in "abc")
-    ff.main(TINY + ["--save", str(a)])
-    ff.main(TINY + ["--save", str(b)])
-    ff.main(TINY + ["--save", str(c), "--seed", "1"])
+    fake_mnist.main(ff, TINY + ["--save", str(a)])
+    fake_mnist.main(ff, TINY + ["--save", str(b)])
+    fake_mnist.main(ff, TINY + ["--save", str(c), "--seed", "1"])
     na, nb, nc = (ff.load_model(p)[0] for p in (a, b, c))
     assert np.array_equal(na.params, nb.params)
     assert not np.array_equal(na.params, nc.params)
 
 
-def test_jitter_run(fake_mnist):
-    metrics = ff.main(TINY + ["--jitter"])
-    assert metrics["config"]["jitter"] is True
+def test_jitter_changes_what_is_learned(fake_mnist, tmp_path):
+    """--jitter N moves the training images: same seed, different weights; 0 is off."""
+    plain, jit, off = tmp_path / "plain.npz", tmp_path / "jit.npz", tmp_path / "off.npz"
+    fake_mnist.main(ff, TINY + ["--save", str(plain)])
+    fake_mnist.main(ff, TINY + ["--jitter", "1", "--save", str(jit)])
+    fake_mnist.main(ff, TINY + ["--jitter", "0", "--save", str(off)])
+    p, j, o = (ff.load_model(f)[0].params for f in (plain, jit, off))
+    assert not np.array_equal(p, j) and np.array_equal(p, o)
 
 
 def test_non_finite_loss_stops_without_saving(fake_mnist, tmp_path, capsys):
     model = tmp_path / "model.npz"
     with pytest.raises(SystemExit) as e:
-        ff.main(TINY + ["--lr", "1e30", "--save", str(model)])
+        fake_mnist.main(ff, TINY + ["--lr", "1e30", "--save", str(model)])
     assert e.value.code == 1
     assert "non-finite" in capsys.readouterr().err
     assert not model.exists()
@@ -110,16 +179,17 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     """As a user sees it: a subprocess, no network, no files."""
     env = {"HINTON_MNIST_DIR": str(tmp_path / "none"), "PATH": "", "HOME": str(tmp_path),
            "PYTHONPATH": str(ROOT)}
-    code = ("import ff_label_in_input as ff; ff.MNIST_MIRRORS = (); ff.main(['--quiet'])")
+    code = "import ff_label_in_input as ff; ff.main(['--quiet'], mirrors=())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "HINTON_MNIST_DIR" in out.stderr and "train-images-idx3-ubyte.gz" in out.stderr
 
 
-def test_save_load_round_trip(tmp_path):
-    net = ff.init_net([784, 9, 8], np.random.default_rng(0))
-    cfg = ff.Config(layer_sizes=[784, 9, 8], n_epochs=3)
+@pytest.mark.parametrize("recipe", ["seed", "hinton"])
+def test_save_load_round_trip(tmp_path, recipe):
+    cfg = ff.parse_args(["--recipe", recipe, "--layer-sizes", "784,9,8", "--n-epochs", "3"])[1]
+    net = ff.init_net([784, 9, 8], np.random.default_rng(0), cfg.init, cfg.input_norm, cfg.softmax_head)
     history = {"loss": [[0.5, 0.6]], "epoch": [1]}
     ff.save_model(tmp_path / "m.npz", net, cfg, history, {"test_accuracy": 0.5})
     net2, cfg2, history2, metrics2 = ff.load_model(tmp_path / "m.npz")
@@ -127,6 +197,9 @@ def test_save_load_round_trip(tmp_path):
     assert cfg2 == cfg and history2 == history and metrics2 == {"test_accuracy": 0.5}
     x = np.random.default_rng(1).random((5, 784)).astype(np.float32)
     np.testing.assert_array_equal(ff.label_goodness(net, x), ff.label_goodness(net2, x))
+    if recipe == "hinton":
+        np.testing.assert_array_equal(net.head, net2.head)
+        np.testing.assert_array_equal(ff.head_logits(net, x), ff.head_logits(net2, x))
 
 
 def test_load_model_refuses_bad_files(tmp_path):
@@ -137,7 +210,7 @@ def test_load_model_refuses_bad_files(tmp_path):
     with pytest.raises(ff.ModelError, match="no such model file"):
         ff.load_model(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
-    with pytest.raises(ff.ModelError, match="not an FF model"):
+    with pytest.raises(ff.ModelError, match="not an FF model of format version"):
         ff.load_model(tmp_path / "other.npz")
     net = ff.init_net([784, 9, 8], np.random.default_rng(0))
     ff.save_model(tmp_path / "m.npz", net, ff.Config(layer_sizes=[784, 9, 7]), {})

@@ -1,0 +1,131 @@
+"""Training runs end to end: checkpoints and resume (also extending a run), Ctrl-C,
+validation split."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, ff
+
+FLAGS = ["--n-epochs", "3", "--layer-sizes", "784,40,30,20", "--batch-size", "32",
+         "--eval-subset", "50", "--quiet"]
+VARIANTS = {
+    "seed": [],
+    "everything": ["--lr-schedule", "cooldown", "--neg-sampling", "hard", "--peer-norm", "0.03",
+                   "--jitter", "--deep-lr-scale", "0.5"],
+    "hard-first": ["--neg-sampling", "hard-first", "--logit-scale", "D", "--threshold", "1",
+                   "--predict-mode", "skip-first"],
+    "hinton": ["--recipe", "hinton", "--jitter", "1"],
+}
+
+
+def train_cli(fake_mnist, argv):
+    """(cfg, data, evaluation) as main() would train them, for calling ff.train directly."""
+    _, cfg = ff.parse_args(argv)
+    data = ff.load_mnist(None, fake_mnist.checksums, ())
+    (x, y), (xt, yt), _ = ff.split_data(cfg, *data)
+    return cfg, x, y
+
+
+def interrupt_at(epoch):
+    def callback(e, net, history):
+        if e == epoch:
+            raise KeyboardInterrupt
+    return callback
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_resume_gives_the_uninterrupted_weights(fake_mnist, tmp_path, variant):
+    cfg, x, y = train_cli(fake_mnist, FLAGS + VARIANTS[variant])
+    straight, h_straight = ff.train(cfg, x, y, log=None)
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(ff.Interrupted) as e:
+        ff.train(cfg, x, y, log=None, checkpoint=ckpt, callback=interrupt_at(2))
+    assert e.value.epoch == 2
+    resumed, h_resumed = ff.train(cfg, x, y, log=None, resume=ckpt)
+    assert np.array_equal(straight.params, resumed.params)
+    if straight.head is not None:
+        assert np.array_equal(straight.head, resumed.head)
+    assert h_straight["loss"] == h_resumed["loss"] and h_resumed["epoch"] == [1, 2, 3]
+
+
+def test_resume_extends_a_constant_schedule_run(fake_mnist, tmp_path):
+    """--resume ck.npz --n-epochs 5 continues a 3-epoch run into the 5-epoch run's weights."""
+    cfg5, x, y = train_cli(fake_mnist, FLAGS[2:] + ["--n-epochs", "5"])
+    cfg3, _, _ = train_cli(fake_mnist, FLAGS)
+    five, _ = ff.train(cfg5, x, y, log=None)
+    ckpt = tmp_path / "ckpt.npz"
+    ff.train(cfg3, x, y, log=None, checkpoint=ckpt)
+    extended, history = ff.train(cfg5, x, y, log=None, resume=ckpt)
+    assert np.array_equal(five.params, extended.params) and history["epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_extending_a_cooldown_run_is_refused(fake_mnist, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt.npz"
+    fake_mnist.main(ff, FLAGS + ["--lr-schedule", "cooldown", "--checkpoint", str(ckpt)])
+    with pytest.raises(SystemExit) as e:
+        fake_mnist.main(ff, FLAGS[2:] + ["--n-epochs", "6", "--lr-schedule", "cooldown",
+                                         "--resume", str(ckpt)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1
+    assert "cannot change --n-epochs from 3 to 6: the cooldown schedule depends on it" in err
+
+
+def test_checkpoint_from_other_config_is_refused(fake_mnist, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt.npz"
+    fake_mnist.main(ff, FLAGS + ["--checkpoint", str(ckpt)])
+    with pytest.raises(SystemExit) as e:
+        fake_mnist.main(ff, FLAGS + ["--lr", "0.01", "--resume", str(ckpt)])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "other settings" in err and "--lr 0.003 (now 0.01)" in err
+    model = tmp_path / "model.npz"
+    fake_mnist.main(ff, FLAGS + ["--save", str(model)])
+    with pytest.raises(SystemExit) as e:
+        fake_mnist.main(ff, FLAGS + ["--resume", str(model)])
+    assert e.value.code == 1 and "not an FF checkpoint" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(fake_mnist, tmp_path):
+    """A real SIGINT to a training process: exit 130, a checkpoint, a resume command."""
+    code = ("import json, sys; sys.path.insert(0, %r); import ff_label_in_input as ff; "
+            "ff.main(sys.argv[1:], checksums=json.loads(%r), mirrors=())"
+            % (str(ROOT), json.dumps(fake_mnist.checksums)))
+    argv = ["--n-epochs", "100000", "--layer-sizes", "784,20,20", "--batch-size", "50"]
+    proc = subprocess.Popen([sys.executable, "-c", code] + argv, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in proc.stdout:
+        if line.startswith("epoch   2/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume ff_interrupted.npz" in err and "Traceback" not in err
+    assert (tmp_path / "ff_interrupted.npz").exists()
+
+
+def test_val_split_evaluates_on_held_out_training_images(fake_mnist):
+    metrics = fake_mnist.main(ff, FLAGS + ["--val-split", "60", "--full-test"])
+    assert metrics["evaluated_on"] == "validation" and metrics["test_total"] == 60
+
+
+def test_deep_lr_scale_moves_deep_layers_less():
+    cfg = ff.Config(layer_sizes=[784, 8, 6], deep_lr_scale=0.1)
+    grads = np.ones(ff.n_params(cfg.layer_sizes), np.float32)
+    p = np.zeros_like(grads)
+    ff.adam_step(ff.Adam(np.zeros_like(p), np.zeros_like(p)), p, grads, ff.param_parts(cfg, 0.01))
+    first = (784 + 1) * 8
+    np.testing.assert_allclose(p[:first], -0.01, rtol=1e-4)
+    np.testing.assert_allclose(p[first:], -0.001, rtol=1e-4)
+
+
+def test_hinton_recipe_learns_the_fake_classes(fake_mnist):
+    """Every ingredient on: the goodness and softmax read-outs both learn."""
+    metrics = fake_mnist.main(ff, ["--recipe", "hinton", "--n-epochs", "30", "--layer-sizes",
+                                   "784,60,60,60", "--batch-size", "10", "--full-test", "--quiet"])
+    modes = metrics["prediction_modes"]
+    assert min(modes.values()) > 0.9, modes

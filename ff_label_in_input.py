@@ -53,11 +53,43 @@ READOUTS = ("all", "first", "skip-first", "softmax")
 
 
 # ----------------------------------------------------------------------------
+# Device: the one switch between NumPy on the CPU and CuPy on an NVIDIA GPU. The method's
+# functions are written against the NumPy API; CuPy arrays take them over through NumPy's
+# dispatch (__array_ufunc__, __array_function__, like=). Random draws stay on the host.
+# ----------------------------------------------------------------------------
+
+class DeviceError(Exception):
+    """--device cuda without CuPy or without a GPU."""
+
+
+def array_module(device: str):
+    """numpy for "cpu"; cupy for "cuda", or a DeviceError that says what to install."""
+    if device == "cpu":
+        return np
+    try:
+        import cupy
+    except ImportError:
+        raise DeviceError("--device cuda needs CuPy: pip install cupy-cuda12x (or the wheel "
+                          "for your CUDA version)") from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise DeviceError("--device cuda: CuPy found no CUDA GPU")
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        raise DeviceError(f"--device cuda: CuPy found no usable CUDA GPU ({e})") from None
+    return cupy
+
+
+def to_host(a):
+    """A NumPy copy of a NumPy or CuPy array (NumPy arrays pass through)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+# ----------------------------------------------------------------------------
 # Config: one field per CLI flag; the recipes below set their defaults.
 # ----------------------------------------------------------------------------
 
 def option(default, help, eval_only=False, **argparse_kwargs):
-    """A Config field with its --help text; eval_only fields never change training."""
+    """A Config field with its --help text; eval_only fields never change what is learned."""
     meta = {"help": help, "eval_only": eval_only, **argparse_kwargs}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -105,6 +137,8 @@ class Config:
     train_subset: int | None = option(None, "train on the first N of the 60000 training images")
     val_split: int = option(0, "hold out the last N training images and evaluate on them "
                             "instead of the test set (for tuning)")
+    device: str = option("cpu", "cpu (NumPy), or cuda: the same code on an NVIDIA GPU through "
+                         "CuPy (pip install cupy-cuda12x)", eval_only=True, choices=("cpu", "cuda"))
     eval_subset: int = option(2000, "training and test images scored after every epoch",
                               eval_only=True)
     full_test: bool = option(False, "final report on all 10000 test images", eval_only=True)
@@ -428,7 +462,7 @@ def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
 
 
 def ff_grads_plain(net: Net, x_pos, x_neg, cfg: Config, peer_means=None):
-    """The method, one layer after another, exactly as the paper states it.
+    """The method, one layer after another, as section 3.3 describes it.
 
     x_pos, x_neg: (B, 784) images carrying their true and a wrong label. Every layer
     learns from its own input and output: no gradient crosses a layer. Returns per layer
@@ -462,10 +496,10 @@ def ff_grads_plain(net: Net, x_pos, x_neg, cfg: Config, peer_means=None):
 # The same step, fast. Each speed-up is one named piece, tested against the plain form:
 #   1. bias as a weight row: inputs carry a constant 1, so [x, 1] [W; b] = x W + b and
 #      one product gives the weight and bias gradients together;
-#   2. label-slot identity at layer 0: [x_img + s e_y] W = x_img W + s W[y], so one image
-#      product serves the positive, negative and neutral copies (s: the row's RMS scale);
+#   2. label-slot identity at layer 0: [s x_img + s e_y] W = s x_img W + s W[y], so one
+#      image product serves the positive, negative and neutral copies (s: the row's scale);
 #   3. positives and negatives stacked into one (2B, D) product per layer above 0;
-#   4. product orientation: (Wb^T x^T)^T, which OpenBLAS runs faster at these shapes;
+#   4. product orientation: (Wb^T x^T)^T: 1.3x faster on an Intel Xeon, even on an AMD EPYC;
 #   5. dL/dz written over h, and the next input built in place.
 # ----------------------------------------------------------------------------
 
@@ -481,7 +515,7 @@ def label_scale(x_img: np.ndarray, input_norm: str, label_energy: float = 1.0) -
 
 def with_bias_input(x: np.ndarray, scale=None) -> np.ndarray:
     """[scale * x, 1]: rows scaled, a constant 1 appended (speed-up 1). (N, D) -> (N, D + 1)"""
-    out = np.empty((len(x), x.shape[1] + 1), x.dtype)
+    out = np.empty((len(x), x.shape[1] + 1), x.dtype, like=x)
     np.multiply(x, 1 if scale is None else scale[:, None], out=out[:, :-1])
     out[:, -1] = 1
     return out
@@ -498,7 +532,8 @@ def training_inputs(x: np.ndarray, input_norm: str):
 
 def stacked_product(x: np.ndarray, Wb: np.ndarray) -> np.ndarray:
     """x Wb written (Wb^T x^T)^T (speed-up 4): with 2B = 256 rows and D = 2000, OpenBLAS
-    runs (D, K) x (K, 2B) about 1.3x faster than (2B, K) x (K, D). (N, K) -> (N, D)"""
+    ran (D, K) x (K, 2B) 1.3x faster than (2B, K) x (K, D) on an Intel Xeon; on an AMD
+    EPYC the two are within 5%. (N, K) -> (N, D)"""
     return (Wb.T @ x.T).T
 
 
@@ -557,7 +592,7 @@ def ff_grads(net: Net, x_in, s, a0, y_pos, y_neg, cfg: Config, grads, peer_means
         if l == 0:
             # both copies share the image rows; each label row gets its samples' s dz
             np.matmul(x_in.T, dz[:B] + dz[B:], out=grad_views[0])
-            onehot = (np.arange(N_CLASSES)[:, None] == labels).astype(dz.dtype)      # (10, 2B)
+            onehot = (np.arange(N_CLASSES, like=dz)[:, None] == labels).astype(dz.dtype)  # (10, 2B)
             label_dz = dz if s is None else dz * np.concatenate([s, s])[:, None]
             np.matmul(onehot, label_dz, out=grad_views[0][:LABEL_SLOT])
         else:
@@ -587,7 +622,7 @@ def head_loss_and_grad(head, feats, y):
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
-    rows = np.arange(len(y))
+    rows = np.arange(len(y), like=p)
     loss = float(-np.log(p[rows, y] + 1e-30).mean())
     p[rows, y] -= 1
     return loss, feats.T @ p / len(y), logits
@@ -639,11 +674,13 @@ def adam_step(opt: Adam, params, grads, parts):
     root = math.sqrt(c2 / (1 - opt.beta2))
     eps = DTYPE(opt.eps * root)
     guard = opt.t % GUARD_EVERY == 0
-    t = np.empty(min(ADAM_CHUNK, len(params)), DTYPE)
+    # CPU: cache-sized chunks; GPU: one chunk per part (each chunk costs kernel launches)
+    chunk = ADAM_CHUNK if isinstance(params, np.ndarray) else len(params)
+    t = np.empty(min(chunk, len(params)), DTYPE, like=params)
     for start, stop, _, lr in parts:
         inv_step = DTYPE(1 / (lr * (1 - opt.beta1) / c1 * root))
-        for a in range(start, stop, ADAM_CHUNK):
-            z = min(a + ADAM_CHUNK, stop)
+        for a in range(start, stop, chunk):
+            z = min(a + chunk, stop)
             p, g, m, v, tmp = params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], t[:z - a]
             m *= b1
             m += g
@@ -663,13 +700,15 @@ def adam_step(opt: Adam, params, grads, parts):
 
 def sgd_step(opt: SmoothedSGD, params, grads, parts):
     """One smoothed-SGD step in place: g = s g + (1 - s) grad; p -= lr (g + weight_cost p),
-    with no weight cost on the last n_bias entries of a part (its biases)."""
-    opt.g *= DTYPE(opt.smoothing)
-    opt.g += DTYPE(1 - opt.smoothing) * grads
+    with no weight cost on the last n_bias entries of a part (its biases). Overwrites grads."""
+    opt.g *= opt.g.dtype.type(opt.smoothing)
+    grads *= grads.dtype.type(1 - opt.smoothing)                     # grads is scratch from here
+    opt.g += grads
     for start, stop, n_bias, lr in parts:
         if opt.weight_cost:
-            params[start:stop - n_bias] *= DTYPE(1 - lr * opt.weight_cost)
-        params[start:stop] -= DTYPE(lr) * opt.g[start:stop]
+            params[start:stop - n_bias] *= params.dtype.type(1 - lr * opt.weight_cost)
+        np.multiply(opt.g[start:stop], params.dtype.type(lr), out=grads[start:stop])
+        params[start:stop] -= grads[start:stop]
 
 
 def param_parts(cfg: Config, lr: float) -> list:
@@ -735,12 +774,28 @@ def init_state(cfg: Config) -> TrainState:
                       dict(zip(RNG_STREAMS, streams)))
 
 
+def to_device(state: TrainState, xp) -> TrainState:
+    """The training state with its arrays moved to xp's device (unchanged for NumPy)."""
+    if xp is np:
+        return state
+    net = state.net
+    state.net = Net(net.layer_sizes, xp.asarray(net.params), net.input_norm,
+                    None if net.head is None else xp.asarray(net.head))
+    for opt in (state.opt, state.head_opt):
+        for k, v in vars(opt or object()).items():
+            if isinstance(v, np.ndarray):
+                setattr(opt, k, xp.asarray(v))
+    state.peer_means = [xp.asarray(r) for r in state.peer_means]
+    return state
+
+
 def candidate_goodness(net: Net, a0, s, depth: int) -> np.ndarray:
     """Goodness of layers 0..depth-1 for every image with each of the 10 labels, from the
     shared image product a0 = [s x_img, 1] Wb0 (speed-up 2). (B, 10, depth)"""
     B = len(a0)
-    h = relu(first_layer_z(a0, net.Wb[0], np.repeat(np.arange(N_CLASSES), B), s))  # (10B, D1)
-    out = np.empty((N_CLASSES, B, depth), DTYPE)
+    labels = np.repeat(np.arange(N_CLASSES, like=a0), B)
+    h = relu(first_layer_z(a0, net.Wb[0], labels, s))                # (10B, D1)
+    out = np.empty((N_CLASSES, B, depth), DTYPE, like=a0)
     for l in range(depth):
         if l:
             h = relu(x @ net.Wb[l])                                  # 10B rows: plain orientation
@@ -761,19 +816,21 @@ def train_step(state: TrainState, cfg: Config, x_batch, y_pos, lr: float, grads)
     if net.head is not None:                                         # Hinton's code: neutral pass
         s_neutral = label_scale(x_img, net.input_norm, LABEL_SLOT * NEUTRAL_LABEL ** 2)
         feats = neutral_features(net, neutral_first_layer_z(a0, net.Wb[0], s, s_neutral))
-        head_loss, d_head, logits = head_loss_and_grad(net.head, feats, y_pos)
+        head_loss, d_head, logits = head_loss_and_grad(net.head, feats, np.asarray(y_pos, like=a0))
         sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
                  [(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
     rng = state.rngs["negatives"]
     if cfg.neg_sampling == "softmax":                                # the head's logits before its update
-        y_neg = draw_hard_labels(y_pos, logits, rng)
+        y_neg = draw_hard_labels(y_pos, to_host(logits), rng)
     elif cfg.neg_sampling in ("hard", "hard-first"):
         # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone (~free).
         depth = 1 if cfg.neg_sampling == "hard-first" else len(net.Wb)
-        per_unit = candidate_goodness(net, a0, s, depth) / np.array(net.layer_sizes[1:depth + 1], DTYPE)
-        y_neg = draw_hard_labels(y_pos, per_unit.sum(axis=2), rng)          # softmax of mean(h^2)
+        widths = np.asarray(net.layer_sizes[1:depth + 1], DTYPE, like=a0)
+        per_unit = (candidate_goodness(net, a0, s, depth) / widths).sum(axis=2)
+        y_neg = draw_hard_labels(y_pos, to_host(per_unit), rng)            # softmax of mean(h^2)
     else:
         y_neg = draw_wrong_labels(y_pos, rng)
+    y_pos, y_neg = (np.asarray(y, like=a0) for y in (y_pos, y_neg))    # host draws to the device
     stats = ff_grads(net, x_in, s, a0, y_pos, y_neg, cfg, grads, state.peer_means)
     parts = param_parts(cfg, lr)
     if cfg.optimizer == "adam":
@@ -784,12 +841,13 @@ def train_step(state: TrainState, cfg: Config, x_batch, y_pos, lr: float, grads)
 
 
 def train_epoch(state: TrainState, cfg: Config, x, y, progress=None) -> np.ndarray:
-    """One pass over (x, y) in shuffled minibatches. Returns the epoch's mean
+    """One pass over (x, y) (host arrays) in shuffled minibatches. Returns the epoch's mean
     (loss, g_pos / D, g_neg / D) per layer (L, 3) and the head's mean loss.
     progress(i, n_batches), if given, is called about once a second."""
     n = len(x)
     if cfg.jitter:
         x = jitter_images(x, state.rngs["jitter"], cfg.jitter)
+    x = np.asarray(x, like=state.net.params)                         # to the device, if any
     order = state.rngs["order"].permutation(n)
     n_batches = math.ceil(n / cfg.batch_size)
     n_steps = n_batches * cfg.n_epochs
@@ -799,7 +857,7 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None) -> np.ndarr
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
-        stats, head_loss = train_step(state, cfg, x[idx], y[idx], lr, grads)
+        stats, head_loss = train_step(state, cfg, x[np.asarray(idx, like=x)], y[idx], lr, grads)
         if not all(math.isfinite(s[0]) for s in stats):
             raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
                                 f"batch {i + 1} (try a smaller --lr)")
@@ -832,6 +890,7 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
             log(f"resumed from {resume} after epoch {state.epoch}")
     else:
         state, history = init_state(cfg), new_history()
+    state = to_device(state, array_module(cfg.device))
     progress = None
     if log and sys.stderr.isatty():
         def progress(i, n):
@@ -902,8 +961,9 @@ def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
     depth = len(net.Wb) if layers is None else max(layers) + 1
     out = np.empty((len(x), N_CLASSES, depth), DTYPE)
     for c in range(0, len(x), PREDICT_CHUNK):
-        x_in, s, _ = training_inputs(x[c:c + PREDICT_CHUNK], net.input_norm)
-        out[c:c + len(x_in)] = candidate_goodness(net, x_in @ net.Wb[0], s, depth)
+        chunk = np.asarray(x[c:c + PREDICT_CHUNK], like=net.params)      # to the net's device
+        x_in, s, _ = training_inputs(chunk, net.input_norm)
+        out[c:c + len(x_in)] = to_host(candidate_goodness(net, x_in @ net.Wb[0], s, depth))
     return out if layers is None else out[:, :, layers]
 
 
@@ -911,8 +971,9 @@ def head_logits(net: Net, x: np.ndarray) -> np.ndarray:
     """The softmax head's logits, from a neutral-label pass. (N, 784) -> (N, 10)"""
     out = np.empty((len(x), N_CLASSES), DTYPE)
     for c in range(0, len(x), PREDICT_CHUNK):
-        x_in = first_layer_inputs(embed_neutral_label(x[c:c + PREDICT_CHUNK]), net.input_norm)
-        out[c:c + len(x_in)] = neutral_features(net, x_in @ net.W[0] + net.b[0]) @ net.head
+        chunk = np.asarray(embed_neutral_label(x[c:c + PREDICT_CHUNK]), like=net.params)
+        x_in = first_layer_inputs(chunk, net.input_norm)
+        out[c:c + len(x_in)] = to_host(neutral_features(net, x_in @ net.W[0] + net.b[0]) @ net.head)
     return out
 
 
@@ -935,10 +996,11 @@ def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
     """Per layer, units never active on x carrying its true labels."""
     alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
     for c in range(0, len(x), PREDICT_CHUNK):
-        h = first_layer_inputs(embed_label(x[c:c + PREDICT_CHUNK], y[c:c + PREDICT_CHUNK]), net.input_norm)
+        chunk = np.asarray(embed_label(x[c:c + PREDICT_CHUNK], y[c:c + PREDICT_CHUNK]), like=net.params)
+        h = first_layer_inputs(chunk, net.input_norm)
         for l, (W, b) in enumerate(zip(net.W, net.b)):
             h = relu((rms_normalize(h) if l else h) @ W + b)
-            alive[l] |= (h > 0).any(axis=0)
+            alive[l] |= to_host((h > 0).any(axis=0))
     return [int((~a).sum()) for a in alive]
 
 
@@ -1034,9 +1096,9 @@ def read_ff_npz(path, kind: str):
 def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
     """model.npz: weights (the flat vector), config, history, metrics and versions."""
     arrays = {**npz_header("model", cfg, history), "metrics": np.array(json.dumps(metrics or {})),
-              "params": net.params}
+              "params": to_host(net.params)}
     if net.head is not None:
-        arrays["head"] = net.head
+        arrays["head"] = to_host(net.head)
     atomic_savez(path, arrays)
 
 
@@ -1052,10 +1114,12 @@ def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
     """A copy of everything needed to continue training exactly where it stands."""
     arrays = {**npz_header("checkpoint", cfg, history), "epoch": np.array(state.epoch),
               "rngs": np.array(json.dumps({k: r.bit_generator.state for k, r in state.rngs.items()})),
-              "params": state.net.params.copy(), "peer_means": np.concatenate(state.peer_means)}
-    arrays.update({f"opt_{k}": np.array(v, copy=True) for k, v in vars(state.opt).items()})
+              "params": np.array(to_host(state.net.params)),
+              "peer_means": np.concatenate([to_host(r) for r in state.peer_means])}
+    arrays.update({f"opt_{k}": np.array(to_host(v) if hasattr(v, "shape") else v)
+                   for k, v in vars(state.opt).items()})
     if state.net.head is not None:
-        arrays["head"], arrays["head_g"] = state.net.head.copy(), state.head_opt.g.copy()
+        arrays["head"], arrays["head_g"] = np.array(to_host(state.net.head)), np.array(to_host(state.head_opt.g))
     return arrays
 
 
@@ -1222,6 +1286,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     check_config(p, cfg)
+    try:
+        array_module(cfg.device)
+    except DeviceError as e:
+        p.error(str(e))
     if args.resume and not Path(args.resume).is_file():
         p.error(f"--resume: no such file {args.resume}")
     for flag in ("save", "metrics", "checkpoint"):

@@ -3,6 +3,7 @@
     python3 benchmarks/bench_ff.py                      # 784-500-500, batch 128, 60K images
     python3 benchmarks/bench_ff.py --layer-sizes 784,2000,2000,2000,2000 --train-subset 10000
     python3 benchmarks/bench_ff.py --json bench.json
+    python3 benchmarks/bench_ff.py --device cuda        # the same on an NVIDIA GPU (CuPy)
 
 Measured in one process, side by side, medians over --repeats after --warmup epochs:
   reference epoch  a careful plain NumPy epoch (labels embedded into both inputs, a full
@@ -11,6 +12,8 @@ Measured in one process, side by side, medians over --repeats after --warmup epo
   GEMM floor       only the float32 products the module's epoch performs, back to back
   floor            GEMM floor + one streaming pass over the optimiser state (read W, g,
                    m, v; write W, m, v) at the copy bandwidth measured here
+With --device cuda every array lives on the GPU (CuPy), the reference is the same plain
+code run on CuPy arrays (a plain CuPy port), and every timing waits for the GPU.
   prediction       10 labels x 10K test images: 10 full forward passes vs the module
 It reports; it asserts nothing about time.
 """
@@ -44,9 +47,9 @@ def reference_init(net):
 
 def reference_step(st, x, y_pos, y_neg, theta, lr, b1=0.9, b2=0.999, eps=1e-8):
     """One minibatch the obvious way; returns the per-layer losses."""
-    n = len(x)
-    xp = x.copy(); xp[:, :10] = 0; xp[np.arange(n), y_pos] = 1
-    xn = x.copy(); xn[:, :10] = 0; xn[np.arange(n), y_neg] = 1
+    n, rows = len(x), np.arange(len(x), like=x)
+    xp = x.copy(); xp[:, :10] = 0; xp[rows, np.asarray(y_pos, like=x)] = 1
+    xn = x.copy(); xn[:, :10] = 0; xn[rows, np.asarray(y_neg, like=x)] = 1
     grads, losses = [], []
     for W, b in zip(st["W"], st["b"]):
         hp = np.maximum(xp @ W + b, 0)
@@ -78,16 +81,18 @@ def reference_epoch(st, x, y, cfg, rng):
     order = rng.permutation(len(x))
     for i in range(0, len(x), cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
+        x_batch = x[np.asarray(idx, like=x)]
         y_neg = (y[idx] + rng.integers(1, 10, len(idx))) % 10
-        reference_step(st, x[idx], y[idx], y_neg, cfg.threshold, cfg.lr)
+        reference_step(st, x_batch, y[idx], y_neg, cfg.threshold, cfg.lr)
 
 
 # ---------------------------------------------------------------- floors
 
-def gemm_floor_epoch(sizes, n, batch, rng):
+def gemm_floor_epoch(sizes, n, batch, rng, xp=np):
     """Time only the products of the module's epoch, at their shapes, back to back."""
     B2 = 2 * batch
     mats = []
+    rng = HostRandom(rng, xp)
     for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         d_in += 1                                  # the module's [W; b] with a 1 input
         W = rng.standard_normal((d_in, d_out), dtype=np.float32)
@@ -96,28 +101,38 @@ def gemm_floor_epoch(sizes, n, batch, rng):
             dz = rng.standard_normal((batch, d_out), dtype=np.float32)
             onehot_t = np.zeros((10, B2), np.float32)
             dz2 = rng.standard_normal((B2, d_out), dtype=np.float32)
-            mats.append((x, W, x.T, dz, np.empty_like(W), onehot_t, dz2))
+            mats.append((x, W, x.T, dz, np.empty_like(W), xp.asarray(onehot_t), dz2))
         else:
             x = rng.random((B2, d_in), dtype=np.float32)
             dz = rng.standard_normal((B2, d_out), dtype=np.float32)
             mats.append((x, W, x.T, dz, np.empty_like(W), None, None))
-    t0 = time.perf_counter()
-    for _ in range(math.ceil(n / batch)):
-        for x, W, xT, dz, gW, onehot_t, dz2 in mats:
-            x @ W
-            np.matmul(xT, dz, out=gW)
-            if onehot_t is not None:
-                onehot_t @ dz2
-    return time.perf_counter() - t0
+    def run():
+        for _ in range(math.ceil(n / batch)):
+            for x, W, xT, dz, gW, onehot_t, dz2 in mats:
+                x @ W
+                np.matmul(xT, dz, out=gW)
+                if onehot_t is not None:
+                    onehot_t @ dz2
+    return timed(run, xp)
 
 
-def copy_bandwidth(rng, n_bytes=256 << 20, repeats=5):
+class HostRandom:
+    """rng draws made on the host, handed back as arrays of xp (NumPy or CuPy)."""
+    def __init__(self, rng, xp):
+        self.rng, self.xp = rng, xp
+
+    def random(self, *a, **k):
+        return self.xp.asarray(self.rng.random(*a, **k))
+
+    def standard_normal(self, *a, **k):
+        return self.xp.asarray(self.rng.standard_normal(*a, **k))
+
+
+def copy_bandwidth(rng, n_bytes=256 << 20, repeats=5, xp=np):
     """Bytes moved per second (read + write) by np.copyto on an array far beyond cache."""
-    a = rng.random(n_bytes // 4, dtype=np.float32)
+    a = HostRandom(rng, xp).random(n_bytes // 4, dtype=np.float32)
     b = np.empty_like(a)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); np.copyto(b, a); times.append(time.perf_counter() - t0)
+    times = [timed(lambda: np.copyto(b, a), xp) for _ in range(repeats)]
     return 2 * a.nbytes / float(np.median(times))
 
 
@@ -128,11 +143,11 @@ def naive_label_goodness(net, x, depth=None):
     depth = depth or len(net.W)
     out = np.empty((len(x), 10, depth), np.float32)
     for k in range(10):
-        h = ff.embed_label(x, np.full(len(x), k))
+        h = np.asarray(ff.embed_label(x, np.full(len(x), k)), like=net.params)
         for l, (W, b) in enumerate(zip(net.W[:depth], net.b[:depth])):
             h = np.maximum(h @ W + b, 0)
             g = (h ** 2).sum(axis=1)
-            out[:, k, l] = g
+            out[:, k, l] = ff.to_host(g)
             h = h / np.sqrt(g / h.shape[1] + 1e-8)[:, None]
     return out
 
@@ -148,8 +163,18 @@ def blas_info():
         return "threadpoolctl not installed (pip install threadpoolctl)"
 
 
-def timed(fn):
-    t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
+def timed(fn, xp=np):
+    """Wall seconds of fn(), waiting for the GPU to finish when xp is CuPy."""
+    sync = (lambda: None) if xp is np else xp.cuda.Device().synchronize
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def gpu_name(xp):
+    return "" if xp is np else xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
 
 
 def main(argv=None, checksums=None):
@@ -162,8 +187,14 @@ def main(argv=None, checksums=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed epochs before timing (steady state)")
     p.add_argument("--repeats", type=ff.positive_int, default=3, help="timed epochs of each kind")
     p.add_argument("--skip-reference", action="store_true", help="time only the module")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (NumPy) or cuda (CuPy on an NVIDIA GPU)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results here")
     args = p.parse_args(argv)
+    try:
+        xp = ff.array_module(args.device)
+    except ff.DeviceError as e:
+        p.error(str(e))
 
     try:
         x_train, y_train, x_test, y_test = ff.load_mnist(checksums=checksums, mirrors=())
@@ -182,20 +213,21 @@ def main(argv=None, checksums=None):
           f"warmup {args.warmup}, repeats {args.repeats}", flush=True)
 
     # the reference computes the module's loss on the same batch
-    state = ff.init_state(cfg)
+    state = ff.to_device(ff.init_state(cfg), xp)
     ref = reference_init(state.net)
     x0, y0 = x_train[:cfg.batch_size], y_train[:cfg.batch_size]
     yn0 = ff.draw_wrong_labels(y0, np.random.default_rng(1))
-    ref_losses = reference_step(reference_init(state.net), x0, y0, yn0, cfg.threshold, cfg.lr)
-    mod_losses = [s[0] for s in ff.ff_grads_plain(state.net, ff.embed_label(x0, y0),
-                                                  ff.embed_label(x0, yn0), cfg)[1]]
+    ref_losses = reference_step(reference_init(state.net), xp.asarray(x0), y0, yn0, cfg.threshold,
+                                cfg.lr)
+    mod_losses = [s[0] for s in ff.ff_grads_plain(state.net, xp.asarray(ff.embed_label(x0, y0)),
+                                                  xp.asarray(ff.embed_label(x0, yn0)), cfg)[1]]
     loss_gap = max(abs(a - b) / abs(b) for a, b in zip(mod_losses, ref_losses))
     print(f"same batch, same weights: module loss {mod_losses} vs reference {ref_losses} "
           f"(max relative gap {loss_gap:.1e})", flush=True)
 
     results = {"layer_sizes": cfg.layer_sizes, "batch_size": cfg.batch_size, "n_images": n,
                "data": data, "loss_max_relative_gap": loss_gap}
-    module_times = [timed(lambda: ff.train_epoch(state, cfg, x_train, y_train))
+    module_times = [timed(lambda: ff.train_epoch(state, cfg, x_train, y_train), xp)
                     for _ in range(args.warmup + args.repeats)]
     results["module_epoch_s"] = float(np.median(module_times[args.warmup:]))
     results["module_epoch_all_s"] = module_times
@@ -203,28 +235,29 @@ def main(argv=None, checksums=None):
 
     if not args.skip_reference:
         rng = np.random.default_rng(2)
-        ref_times = [timed(lambda: reference_epoch(ref, x_train, y_train, cfg, rng))
+        x_ref = xp.asarray(x_train)
+        ref_times = [timed(lambda: reference_epoch(ref, x_ref, y_train, cfg, rng), xp)
                      for _ in range(args.warmup + args.repeats)]
         results["reference_epoch_s"] = float(np.median(ref_times[args.warmup:]))
         results["reference_epoch_all_s"] = ref_times
         print(f"reference epochs (s): {' '.join(f'{t:.2f}' for t in ref_times)}", flush=True)
 
     rng = np.random.default_rng(3)
-    gemm = [gemm_floor_epoch(cfg.layer_sizes, n, cfg.batch_size, rng) for _ in range(args.repeats)]
+    gemm = [gemm_floor_epoch(cfg.layer_sizes, n, cfg.batch_size, rng, xp) for _ in range(args.repeats)]
     results["gemm_floor_s"] = float(np.median(gemm))
-    bw = copy_bandwidth(rng)
+    bw = copy_bandwidth(rng, xp=xp)
     state_bytes = 7 * 4 * ff.n_params(cfg.layer_sizes) * math.ceil(n / cfg.batch_size)
     results["copy_bandwidth_GBps"] = bw / 1e9
     results["optimizer_stream_s"] = state_bytes / bw
     results["floor_s"] = results["gemm_floor_s"] + results["optimizer_stream_s"]
 
     x_pred = x_test[:10000]
-    naive = [timed(lambda: naive_label_goodness(state.net, x_pred)) for _ in range(args.repeats)]
-    fast = [timed(lambda: ff.label_goodness(state.net, x_pred)) for _ in range(args.repeats)]
+    naive = [timed(lambda: naive_label_goodness(state.net, x_pred), xp) for _ in range(args.repeats)]
+    fast = [timed(lambda: ff.label_goodness(state.net, x_pred), xp) for _ in range(args.repeats)]
     results["predict_naive_s"] = float(np.median(naive))
     results["predict_module_s"] = float(np.median(fast))
-    naive1 = [timed(lambda: naive_label_goodness(state.net, x_pred, 1)) for _ in range(args.repeats)]
-    fast1 = [timed(lambda: ff.label_goodness(state.net, x_pred, [0])) for _ in range(args.repeats)]
+    naive1 = [timed(lambda: naive_label_goodness(state.net, x_pred, 1), xp) for _ in range(args.repeats)]
+    fast1 = [timed(lambda: ff.label_goodness(state.net, x_pred, [0]), xp) for _ in range(args.repeats)]
     results["predict_first_naive_s"] = float(np.median(naive1))
     results["predict_first_module_s"] = float(np.median(fast1))
     # multiply-adds of the two ways to score 10 labels (all layers): what no exact method
@@ -243,7 +276,8 @@ def main(argv=None, checksums=None):
     results["ratio_predict_first_naive_over_module"] = (results["predict_first_naive_s"]
                                                         / results["predict_first_module_s"])
     results["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+    results["device"] = args.device
+    results["machine"] = {"gpu": gpu_name(xp), "cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                           "numpy": np.__version__, "blas": blas_info(), "platform": platform.platform()}
 
     rows = [("reference epoch (plain NumPy)", results.get("reference_epoch_s")),
@@ -266,7 +300,7 @@ def main(argv=None, checksums=None):
           f"(max |goodness diff| {results['predict_max_abs_diff']:.1e}; multiply-add ratio "
           f"{results['predict_flop_ratio_naive_over_module']:.2f}x); layer 0 only: "
           f"{results['ratio_predict_first_naive_over_module']:.2f}x")
-    print(f"peak RSS: {results['peak_rss_MB']:.0f} MB; {results['machine']['cpu']}, "
+    print(f"peak RSS: {results['peak_rss_MB']:.0f} MB; {gpu_name(xp) or results['machine']['cpu']}, "
           f"{results['machine']['cores']} cores, Python {results['machine']['python']}, "
           f"NumPy {results['machine']['numpy']}")
     if args.json:

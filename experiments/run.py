@@ -484,13 +484,13 @@ def existing(group: str, entries=None) -> list:
 # ----------------------------------------------------------------------------
 
 def mean_std(values, scale=100.0, digits=2):
-    """'mean ± std (n)' of the values, as percentages by default."""
+    """'mean ± std' of the values (just the value for one), as percentages by default."""
     values = [v * scale for v in values]
     if any(v != v for v in values):                  # NaN: the mode does not exist here
         return "n/a"
     if len(values) == 1:
-        return f"{values[0]:.{digits}f} (n=1)"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def error_pct(values):
@@ -515,14 +515,11 @@ def row(name):
     ms = load(name)
     if not ms:
         return None
-    sizes = ms[0]["config"]["layer_sizes"]
     modes = {m: mean_std([x["prediction_modes"].get(m, float("nan")) for x in ms])
              for m in ("all", "first", "skip-first")}
-    gap = " / ".join(f"{statistics.mean(x['final_layer_stats']['g_pos'][l] - x['final_layer_stats']['g_neg'][l] for x in ms):.2f}"
-                     for l in range(len(sizes) - 1))
-    secs = statistics.mean(x["train_seconds"] for x in ms)
-    return {"name": name, "sizes": "-".join(map(str, sizes[1:])), "modes": modes, "dead": mean_dead(ms),
-            "gap": gap, "secs": f"{secs:.0f}", "epochs": ms[0]["config"]["n_epochs"]}
+    return {"name": name, "sizes": hidden(ms[0]["config"]["layer_sizes"]), "modes": modes,
+            "dead": mean_dead(ms), "n": len(ms), "epochs": ms[0]["config"]["n_epochs"],
+            "secs": f"{statistics.mean(x['train_seconds'] for x in ms):.0f}"}
 
 
 FINDINGS_TABLES = {
@@ -537,17 +534,15 @@ FINDINGS_TABLES = {
 
 
 def table(key):
-    """A Findings table (questions 1-5): one row per entry, mean ± sd over its seeds."""
+    """A Findings table (questions 1-5): one row per entry, mean ± sd over its n seeds."""
     held_out = "val." if key.endswith("_val") else "test"
-    lines = [f"| run | hidden | epochs | {held_out} acc. all (%) | first (%) | skip-first (%) | "
-             "g_pos - g_neg per layer | dead units per layer | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| run | hidden | epochs | n | {held_out} acc. all (%) | first (%) | skip-first (%) | "
+             "dead units per layer | train s |", "|---|---|---|---|---|---|---|---|---|"]
     for name in FINDINGS_TABLES[key]:
         r = row(name)
         if r:
-            lines.append(f"| `{name}` | {r['sizes']} | {r['epochs']} | {r['modes']['all']} | "
-                         f"{r['modes']['first']} | {r['modes']['skip-first']} | {r['gap']} | "
-                         f"{r['dead']} | {r['secs']} |")
+            lines.append(f"| `{name}` | {r['sizes']} | {r['epochs']} | {r['n']} | {r['modes']['all']} | "
+                         f"{r['modes']['first']} | {r['modes']['skip-first']} | {r['dead']} | {r['secs']} |")
     return "\n".join(lines)
 
 
@@ -649,18 +644,25 @@ def hinton_table():
 
 
 def ablation_table():
-    """Findings question 6: Hinton's recipe at 4 x 500, one change at a time."""
-    lines = ["| run | change from the full recipe | val. error `skip-first` (%) | val. error `all` (%) "
-             "| dead units per layer | train s |", "|---|---|---|---|---|---|"]
-    for entry in ABLATION.runs:
-        ms = load(entry, "ablation")
+    """Findings question 6: Hinton's recipe at 4 x 500, one change at a time, and the
+    Adam recipe's untuned and best runs at the same size, budget and split for reference."""
+    lines = ["| run | change from the full recipe | val. error `skip-first` (%) | `all` (%) | "
+             "`softmax` (%) | dead units per layer | train s |", "|---|---|---|---|---|---|---|"]
+    rows = [(f"`{e}`", load(e, "ablation")) for e in ABLATION.runs]
+    rows += [(f"Adam recipe `tuning_4x500/{stem}`", [read_json(ROOT / f"results/tuning_4x500/{stem}.json")])
+             for stem in ("base", "sum_cool_hardfirst") if (ROOT / f"results/tuning_4x500/{stem}.json").exists()]
+    for label, ms in rows:
         if not ms:
             continue
         cfg = current_config(ms[0]["config"])
-        change = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
-        lines.append(f"| `{entry}` | {f'`{change}`' if change else '(none)'} | "
-                     f"{error_pct([m['prediction_modes']['skip-first'] for m in ms])} | "
-                     f"{error_pct([m['prediction_modes']['all'] for m in ms])} | {mean_dead(ms)} | "
+        if label.startswith("`"):
+            change = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
+            change = f"`{change}`" if change else "(none)"
+        else:
+            change = "`" + (changed_flags(cfg, recipe_defaults("seed"), SETUP) or "--recipe seed") + "`"
+        errors = [error_pct([m["prediction_modes"][k] for m in ms]) if k in ms[0]["prediction_modes"]
+                  else "n/a" for k in ("skip-first", "all", "softmax")]
+        lines.append(f"| {label} | {change} | " + " | ".join(errors) + f" | {mean_dead(ms)} | "
                      f"{statistics.mean(m['train_seconds'] for m in ms):.0f} |")
     return "\n".join(lines)
 
@@ -698,12 +700,45 @@ def bench_table():
     machine = [b.get("machine", {}) for b in benches]
     lines.append("| CPU (cores) | " + " | ".join(f"{m.get('cpu', 'n/a')} ({m.get('cores', '?')})"
                                                   for m in machine) + " |")
-    lines.append("| BLAS | " + " | ".join(
-        ", ".join(f"{x['internal_api']} {x['version']} {x.get('architecture', '')}, "
-                  f"{x['num_threads']} threads" for x in m.get("blas", [])) or "n/a"
-        for m in machine) + " |")
+    lines.append("| BLAS | " + " | ".join(blas_label(m.get("blas")) for m in machine) + " |")
     lines.append("| Python, NumPy | " + " | ".join(f"{m.get('python', 'n/a')}, {m.get('numpy', 'n/a')}"
                                                    for m in machine) + " |")
+    return "\n".join(lines)
+
+
+def blas_label(blas) -> str:
+    if not isinstance(blas, list):
+        return "n/a (threadpoolctl not installed)"
+    return ", ".join(f"{x['internal_api']} {x['version']} {x.get('architecture', '')}, "
+                     f"{x['num_threads']} threads" for x in blas) or "n/a"
+
+
+def summary_table():
+    """The README's results at a glance, each row from its JSON, linking to its section."""
+    rows = []
+    (head,) = [read_json(p) for p in existing("headline")]
+    rows.append(("784-500-500, 30 epochs, the seed recipe (headline)",
+                 f"{100 * head['test_accuracy']:.2f}% test accuracy, seed 0", "#headline-run"))
+    best = load("best_2x500")
+    if best:
+        rows.append(("best 784-500-500 in 30 epochs (`--logit-scale D --threshold 1 --lr-schedule cooldown`)",
+                     f"{mean_std([m['test_accuracy'] for m in best])} test accuracy",
+                     "#5-the-best-784-500-500-in-30-epochs"))
+    for group, entry in paper_scale_entries():
+        ms = load(entry, group)
+        cfg = current_config(ms[0]["config"])
+        mode = ms[0]["predict_mode"]
+        rows.append((f"{hidden(cfg['layer_sizes'])}, {cfg['n_epochs']} epochs, {cfg['recipe']} recipe "
+                     f"(`{group}/{entry}`)",
+                     f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "
+                     f"read-out, seeds {', '.join(str(m['config']['seed']) for m in ms)}",
+                     "#paper-scale"))
+    for b in sorted((read_json(p) for p in existing("bench")), key=lambda b: ff.n_params(b["layer_sizes"])):
+        rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",
+                     f"{b['ratio_module_over_floor']:.2f}x this machine's floor, "
+                     f"{b['ratio_reference_over_module']:.2f}x faster than plain NumPy", "#performance"))
+    lines = ["| what | result | details |", "|---|---|---|"]
+    lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]
     return "\n".join(lines)
 
 
@@ -713,8 +748,8 @@ def findings_sources(key):
 
 # name -> (render, the result files it reads); a table is rendered when it has any
 TABLES = {
+    "summary": (summary_table, lambda: existing("headline")),
     **{key: (lambda key=key: table(key), findings_sources(key)) for key in FINDINGS_TABLES},
-    "tuning": (tuning_table, lambda: existing("tuning_4x500")),
     "headline": (headline_table, lambda: existing("headline")),
     "paper_scale": (paper_scale_table, lambda: [r.out for g, e in paper_scale_entries()
                                                 for r in runs_of(g, e) if (ROOT / r.out).exists()]),
@@ -724,14 +759,35 @@ TABLES = {
 }
 
 
+# printed by --tables but kept out of the README (too long for a five-minute read)
+OTHER_TABLES = {"tuning": (tuning_table, lambda: existing("tuning_4x500"))}
+
+
 def render_tables() -> str:
     out = []
-    for name, (render, sources) in TABLES.items():
+    for name, (render, sources) in {**TABLES, **OTHER_TABLES}.items():
         if sources():
             out.append(f"<!-- table {name} -->\n{render()}")
         else:
             out.append(f"<!-- table {name}: no results yet -->")
     return "\n\n".join(out)
+
+
+def update_readme(path=ROOT / "README.md") -> list:
+    """Replace each README block that starts with a `<!-- table NAME -->` line (and runs to
+    the next blank line) by the table rendered now. Returns the names updated."""
+    lines, out, done, i = path.read_text().split("\n"), [], [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        name = lines[i][len("<!-- table "):-len(" -->")] if lines[i].startswith("<!-- table ") else None
+        i += 1
+        if name in TABLES and TABLES[name][1]():
+            while i < len(lines) and lines[i].strip():
+                i += 1
+            out.append(TABLES[name][0]())
+            done.append(name)
+    ff.atomic_write_bytes(path, "\n".join(out).encode())
+    return done
 
 
 # ----------------------------------------------------------------------------
@@ -758,6 +814,8 @@ def main(argv=None):
                    help="OpenBLAS threads per run (default: 1 with --jobs 2, else as set)")
     p.add_argument("--list", action="store_true", help="print the commands and stop")
     p.add_argument("--tables", action="store_true", help="print the README tables")
+    p.add_argument("--readme", action="store_true",
+                   help="rewrite the README's tables from the results (after its <!-- table NAME --> lines)")
     args = p.parse_args(argv)
     chosen = args.group is not None or args.only is not None
     runs = select(RUNS, args.group, args.only)
@@ -773,6 +831,8 @@ def main(argv=None):
         except KeyboardInterrupt:
             print("interrupted; runs with a checkpoint resume from it next time", file=sys.stderr)
             return 130
+    if args.readme:
+        print("README tables updated: " + ", ".join(update_readme()))
     if args.tables:
         print(render_tables())
     elif not (chosen or args.all):

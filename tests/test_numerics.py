@@ -270,7 +270,7 @@ def test_smoothed_sgd_matches_hintons_update():
     grads_seq = [rng.standard_normal(10) for _ in range(3)]
     opt, p = ff.SmoothedSGD(np.zeros(10), 0.9, 0.001), p0.copy()
     for g in grads_seq:
-        ff.sgd_step(opt, p, g, [(0, 6, 2, 0.01), (6, 10, 1, 0.005)])
+        ff.sgd_step(opt, p, g.copy(), [(0, 6, 2, 0.01), (6, 10, 1, 0.005)])
     q, s = p0.copy(), np.zeros(10)
     lr = np.array([0.01] * 6 + [0.005] * 4)
     decays = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 0])

@@ -99,9 +99,9 @@ def option(default, help, eval_only=False, **argparse_kwargs):
 @dataclass
 class Config:
     """Everything that defines a run. Defaults are the earlier NumPy run (SEED.md)."""
-    recipe: str = option("seed", "preset of the settings below: seed (the earlier NumPy run: Adam, "
+    recipe: str = option("baseline", "preset of the settings below: baseline (the earlier NumPy run: Adam, "
                          "raw pixels) or hinton (Hinton's released code); explicit flags win",
-                         choices=("seed", "hinton"))
+                         choices=("baseline", "hinton"))
     seed: int = option(0, "seed of the one random generator")
     n_epochs: int = option(30, "training epochs")
     layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
@@ -148,7 +148,7 @@ class Config:
 
 
 RECIPES = {
-    "seed": {},
+    "baseline": {},
     # Hinton's released code (ffnew.m): smoothed SGD with weight cost, RMS-normalised
     # input, sum(h^2) against D, ungated peer normalisation, negatives from a softmax
     # on a neutral-label pass, the read-out of the layers after the first.
@@ -373,7 +373,7 @@ def init_net(layer_sizes, rng: np.random.Generator, init="uniform", input_norm="
              softmax_head=False) -> Net:
     """uniform: U(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default.
     normal: N(0, 1/fan_in) weights and zero biases, as Hinton's code."""
-    # DEVIATION (seed recipe): the paper does not give its initialisation.
+    # DEVIATION (baseline recipe): the paper does not give its initialisation.
     net = Net(list(layer_sizes), np.empty(n_params(layer_sizes), DTYPE), input_norm,
               np.zeros((head_width(layer_sizes), N_CLASSES), DTYPE) if softmax_head else None)
     for Wb in net.Wb:
@@ -457,7 +457,7 @@ def peer_dz(r, h_pos, strength, gate):
 
 def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
     """How layer 0 reads a labelled input row: as it is, or scaled to mean square 1."""
-    # DEVIATION (seed recipe): raw pixels; Hinton's code normalises the input ("rms").
+    # DEVIATION (baseline recipe): raw pixels; Hinton's code normalises the input ("rms").
     return rms_normalize(x) if input_norm == "rms" else x
 
 
@@ -651,7 +651,7 @@ SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
 GUARD_EVERY = 16
 
 
-# DEVIATION (seed recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
+# DEVIATION (baseline recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
 @dataclass
 class Adam:
     """Adam (Kingma & Ba 2015) state over the flat vector. Stored scaled, m' = m / (1 - b1)
@@ -1235,7 +1235,7 @@ def add_config_flags(p: argparse.ArgumentParser, skip=()):
 def apply_recipe(p: argparse.ArgumentParser, argv):
     """Set the parser's defaults from Config and the chosen --recipe's preset."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", choices=tuple(RECIPES), default="seed")
+    pre.add_argument("--recipe", choices=tuple(RECIPES), default="baseline")
     recipe = pre.parse_known_args(argv)[0].recipe
     p.set_defaults(**{**dataclasses.asdict(Config()), **RECIPES[recipe], "recipe": recipe})
 

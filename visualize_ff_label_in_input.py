@@ -85,7 +85,7 @@ def goodness_limits(values, theta, pad=0.08):
 
 
 def goodness_scale(lo, hi):
-    """Log when the goodness spans more than a factor 10 (seed recipe), else linear: with
+    """Log when the goodness spans more than a factor 10 (baseline recipe), else linear: with
     logit scale D it stays in a narrow band around theta."""
     return "log" if lo > 0 and hi > 10 * lo else "linear"
 

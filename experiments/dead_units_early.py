@@ -2,7 +2,7 @@
 
     python3 experiments/dead_units_early.py [--deep-lr-scale 0.1] [--steps 50] [--json PATH]
 
-Trains 784-500-500 with the seed recipe and, after each of the first --steps steps,
+Trains 784-500-500 with the baseline recipe and, after each of the first --steps steps,
 counts the layer-1 units that are silent on 2000 test images carrying their true label.
 It also prints, for the first steps, how far one Adam step moves a layer-1 unit's
 pre-activation: about lr * ||x||_1, since Adam moves every weight by about lr.

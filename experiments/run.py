@@ -59,7 +59,7 @@ SEEDS = (0, 1, 2)
 #                        always with all layers (every such run had --predict-mode all).
 # The loss is now the mean over the 2B decisions, half the old value (the "loss" of an old
 # JSON is twice today's); g_pos and g_neg are goodness per unit, as before.
-# So those runs reproduce up to float rounding, not bit for bit. With Adam (the seed
+# So those runs reproduce up to float rounding, not bit for bit. With Adam (the baseline
 # recipe, so all of them) also up to Adam's epsilon: 1e-8 against the halved gradient
 # weighs as 2e-8 did before (with eps 5e-9 the first 12 steps of dead_units_early.py
 # repeat the old run bit for bit; with 1e-8 its dead-unit counts drift by up to 5).
@@ -88,7 +88,7 @@ HEADLINE = Group(out="results/{name}_seed{seed}.json", runs={
                              "--eval-subset 2000 --full-test --save model.npz", (0,)),
 })
 
-# Findings questions 1-5: the seed recipe (Adam, lr 0.003, batch 128, theta 2), 30 epochs.
+# Findings questions 1-5: the baseline recipe (Adam, lr 0.003, batch 128, theta 2), 30 epochs.
 FINDINGS = Group(base="--n-epochs 30 --lr 0.003 --eval-subset 2000 --full-test", runs={
     # Q1 hard negatives, Q3 prediction modes (784-500-500)
     "uniform_2x500": ("--layer-sizes 784,500,500", SEEDS),
@@ -106,7 +106,7 @@ FINDINGS = Group(base="--n-epochs 30 --lr 0.003 --eval-subset 2000 --full-test",
     "uniform_2x500_60ep": ("--layer-sizes 784,500,500 --n-epochs 60", (0,)),
     # Q5 the best 784-500-500 in 30 epochs: candidates scored on 10K held-out training
     # images (--val-split), then the chosen one once on the test set
-    "val_seed_recipe": ("--layer-sizes 784,500,500 --val-split 10000", (0,)),
+    "val_baseline": ("--layer-sizes 784,500,500 --val-split 10000", (0,)),
     "val_sum": ("--layer-sizes 784,500,500 --val-split 10000 --logit-scale D --threshold 1", (0,)),
     "val_sum_cool": ("--layer-sizes 784,500,500 --val-split 10000 --logit-scale D --threshold 1 "
                      "--lr-schedule cooldown", (0,)),
@@ -153,7 +153,7 @@ TUNING_4X500 = Group(
                                  "--neg-sampling hard-first --deep-lr-scale 0.3",
     }.items()})
 
-# The seed recipe tuned on 4 x 500 (above), at the paper's 4 x 2000 for 60 epochs.
+# The baseline recipe tuned on 4 x 500 (above), at the paper's 4 x 2000 for 60 epochs.
 PAPER_FLAGS = ("--layer-sizes 784,2000,2000,2000,2000 --lr 0.003 --logit-scale D --threshold 1 "
                "--neg-sampling hard-first " f"--peer-norm {old_peer(0.03, 2000)} --peer-gate relu "
                "--predict-mode skip-first --eval-subset 1000 --full-test")
@@ -175,7 +175,7 @@ PAPER_PROBE = Group(out="results/{group}/{name}.json", base=f"{PAPER_FLAGS} --n-
 ABLATION = Group(base="--recipe hinton --layer-sizes 784,500,500,500,500 --n-epochs 10 "
                  "--val-split 10000 --full-test", runs={
     "full": ("", (0,)),
-    # Adam in place of smoothed SGD, at the seed recipe's Adam rate: the recipe's 0.01 is
+    # Adam in place of smoothed SGD, at the baseline recipe's Adam rate: the recipe's 0.01 is
     # an SGD rate, and Adam at 0.01 killed most deep units in the tuning runs
     # (hard_cool_lr0.01, sum_cool_lr0.01)
     "adam": ("--optimizer adam --lr 0.003", (0,)),
@@ -414,7 +414,7 @@ def current_config(raw: dict) -> dict:
     """A metrics JSON's config in today's Config fields (old ones translated, see above)."""
     if "recipe" in raw:
         return {**recipe_defaults(raw["recipe"]), **{k: raw[k] for k in FIELDS if k in raw}}
-    cfg = recipe_defaults("seed")
+    cfg = recipe_defaults("baseline")
     cfg.update({k: v for k, v in raw.items() if k in FIELDS})
     cfg["logit_scale"] = {"mean": "1", "sum": "D"}[raw.get("goodness", "mean")]
     cfg["jitter"] = 2 if raw.get("jitter") else 0
@@ -451,7 +451,7 @@ def command_from_config(raw: dict) -> str:
     """A command that gives this config, for JSON written before "command" was recorded."""
     cfg = current_config(raw)
     ref = recipe_defaults(cfg["recipe"])
-    words = flag_words("recipe", cfg["recipe"]) if cfg["recipe"] != "seed" else []
+    words = flag_words("recipe", cfg["recipe"]) if cfg["recipe"] != "baseline" else []
     for k in FIELDS:
         if k != "recipe" and (k in ("seed", "n_epochs", "layer_sizes") or cfg[k] != ref[k]):
             words += flag_words(k, cfg[k])
@@ -527,7 +527,7 @@ FINDINGS_TABLES = {
     "q2": ("1x1000", "uniform_2x500", "3x400", "4x350", "2x500_deeplr0.1", "4x350_deeplr0.1",
            "4x350_sum"),
     "q4": ("uniform_2x500", "jitter_2x500", "uniform_2x500_60ep", "jitter_2x500_60ep"),
-    "q5_val": ("val_seed_recipe", "val_sum", "val_sum_cool", "val_sum_cool_hf", "val_sum_cool_hard",
+    "q5_val": ("val_baseline", "val_sum", "val_sum_cool", "val_sum_cool_hf", "val_sum_cool_hard",
                "val_sum_cool_hf_peer"),
     "q5": ("uniform_2x500", "best_2x500"),
 }
@@ -549,7 +549,7 @@ def table(key):
 def tuning_table():
     """The paper-scale tuning runs (4 x 500, 10 epochs, 10K validation images), one seed
     each; the flags in today's spelling (see the note on old runs)."""
-    lines = ["| run | flags beyond the seed recipe | val. all (%) | first (%) | skip-first (%) | "
+    lines = ["| run | flags beyond the baseline recipe | val. all (%) | first (%) | skip-first (%) | "
              "dead units per layer | train s |", "|---|---|---|---|---|---|---|"]
     base = current_config(read_json("results/tuning_4x500/base.json")["config"])
     for path in existing("tuning_4x500"):
@@ -592,7 +592,7 @@ LITERATURE = (
 
 
 def paper_scale_entries() -> list:
-    """(group, entry) of the runs at paper scale scored on the test set: the seed recipe's
+    """(group, entry) of the runs at paper scale scored on the test set: the baseline recipe's
     4 x 2000 and every test-set run of the hinton group."""
     entries = [("paper_scale", e) for e in PAPER_SCALE.runs]
     entries += [("hinton", e) for e in HINTON.runs if "--val-split" not in HINTON.runs[e][0]]
@@ -659,7 +659,7 @@ def ablation_table():
             change = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
             change = f"`{change}`" if change else "(none)"
         else:
-            change = "`" + (changed_flags(cfg, recipe_defaults("seed"), SETUP) or "--recipe seed") + "`"
+            change = "`" + (changed_flags(cfg, recipe_defaults("baseline"), SETUP) or "--recipe baseline") + "`"
         errors = [error_pct([m["prediction_modes"][k] for m in ms]) if k in ms[0]["prediction_modes"]
                   else "n/a" for k in ("skip-first", "all", "softmax")]
         lines.append(f"| {label} | {change} | " + " | ".join(errors) + f" | {mean_dead(ms)} | "
@@ -702,7 +702,7 @@ def summary_table():
     """The README's results at a glance, each row from its JSON, linking to its section."""
     rows = []
     (head,) = [read_json(p) for p in existing("headline")]
-    rows.append(("784-500-500, 30 epochs, the seed recipe (headline)",
+    rows.append(("784-500-500, 30 epochs, the baseline recipe (headline)",
                  f"{100 * head['test_accuracy']:.2f}% test accuracy, seed 0", "#headline-run"))
     best = load("best_2x500")
     if best:

@@ -186,7 +186,7 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     assert "HINTON_MNIST_DIR" in out.stderr and "train-images-idx3-ubyte.gz" in out.stderr
 
 
-@pytest.mark.parametrize("recipe", ["seed", "hinton"])
+@pytest.mark.parametrize("recipe", ["baseline", "hinton"])
 def test_save_load_round_trip(tmp_path, recipe):
     cfg = ff.parse_args(["--recipe", recipe, "--layer-sizes", "784,9,8", "--n-epochs", "3"])[1]
     net = ff.init_net([784, 9, 8], np.random.default_rng(0), cfg.init, cfg.input_norm, cfg.softmax_head)
@@ -221,7 +221,7 @@ def test_load_model_refuses_bad_files(tmp_path):
 @pytest.mark.skipif(real_mnist_dir() is None,
                     reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
 def test_real_mnist_short_run_reaches_90_percent(monkeypatch):
-    """4 epochs of the seed recipe on all 60K images (~8 s). One epoch on 10K images,
+    """4 epochs of the baseline recipe on all 60K images (~8 s). One epoch on 10K images,
     as first planned, reaches only ~50% with this recipe: the label rows of W0 start
     tiny and Adam needs a few hundred steps to grow them (see README)."""
     monkeypatch.setenv("HINTON_MNIST_DIR", str(real_mnist_dir()))

@@ -91,7 +91,7 @@ def test_old_config_translation():
     cfg = run.current_config(old)
     assert (cfg["logit_scale"], cfg["jitter"], cfg["peer_gate"]) == ("D", 2, "relu")
     assert cfg["peer_norm"] == pytest.approx(0.03 * 0.1 / 500)
-    assert cfg["recipe"] == "seed" and cfg["optimizer"] == "adam" and "metrics" not in cfg
+    assert cfg["recipe"] == "baseline" and cfg["optimizer"] == "adam" and "metrics" not in cfg
 
 
 def test_list_prints_every_command(capsys):

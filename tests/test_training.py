@@ -14,7 +14,7 @@ from conftest import ROOT, ff
 FLAGS = ["--n-epochs", "3", "--layer-sizes", "784,40,30,20", "--batch-size", "32",
          "--eval-subset", "50", "--quiet"]
 VARIANTS = {
-    "seed": [],
+    "baseline": [],
     "everything": ["--lr-schedule", "cooldown", "--neg-sampling", "hard", "--peer-norm", "0.03",
                    "--jitter", "--deep-lr-scale", "0.5"],
     "hard-first": ["--neg-sampling", "hard-first", "--logit-scale", "D", "--threshold", "1",

@@ -38,7 +38,7 @@ def assert_all_figures(paths, outdir):
 
 def test_figures_of_a_hinton_recipe_model(fake_mnist, tmp_path, capsys):
     """A saved hinton-recipe model draws (RMS-normalised input, softmax head, logit scale D,
-    skip-first read-out), one stdout line per file. The seed recipe draws in the next test."""
+    skip-first read-out), one stdout line per file. The baseline recipe draws in the next test."""
     model, outdir = tmp_path / "model.npz", tmp_path / "viz" / "sub"
     net, cfg, _, _ = tiny_hinton_model(fake_mnist, model)
     assert net.head is not None and cfg.input_norm == "rms" and cfg.logit_scale == "D"
@@ -65,7 +65,7 @@ def test_candidate_goodness_is_the_models_readout_per_unit(fake_mnist, tmp_path)
 
 
 def test_missing_model_is_trained_with_the_defaults(fake_mnist, tmp_path, capsys):
-    """A missing --model is trained with the CLI's defaults (seed recipe), saved, then drawn."""
+    """A missing --model is trained with the CLI's defaults (baseline recipe), saved, then drawn."""
     model, outdir = tmp_path / "model.npz", tmp_path / "viz"
     paths = fake_mnist.main(viz, ["--model", str(model), "--outdir", str(outdir)])
     assert_all_figures(paths, outdir)

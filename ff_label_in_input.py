@@ -794,11 +794,10 @@ def candidate_goodness(net: Net, a0, s, depth: int) -> np.ndarray:
     shared image product a0 = [s x_img, 1] Wb0 (speed-up 2). (B, 10, depth)"""
     B = len(a0)
     labels = np.repeat(np.arange(N_CLASSES, like=a0), B)
-    h = relu(first_layer_z(a0, net.Wb[0], labels, s))                # (10B, D1)
     out = np.empty((N_CLASSES, B, depth), DTYPE, like=a0)
     for l in range(depth):
-        if l:
-            h = relu(x @ net.Wb[l])                                  # 10B rows: plain orientation
+        h = first_layer_z(a0, net.Wb[0], labels, s) if l == 0 else x @ net.Wb[l]  # (10B, D)
+        np.maximum(h, 0, out=h)                                      # ReLU in place
         g = goodness(h)
         out[:, :, l] = g.reshape(N_CLASSES, B)
         if l + 1 < depth:

@@ -707,7 +707,7 @@ def summary_table():
     best = load("best_2x500")
     if best:
         rows.append(("best 784-500-500 in 30 epochs (`--logit-scale D --threshold 1 --lr-schedule cooldown`)",
-                     f"{mean_std([m['test_accuracy'] for m in best])} test accuracy",
+                     f"{mean_std([m['test_accuracy'] for m in best])}% test accuracy, seeds 0-2",
                      "#5-the-best-784-500-500-in-30-epochs"))
     for group, entry in paper_scale_entries():
         ms = load(entry, group)
@@ -716,7 +716,7 @@ def summary_table():
         rows.append((f"{hidden(cfg['layer_sizes'])}, {cfg['n_epochs']} epochs, {cfg['recipe']} recipe "
                      f"(`{group}/{entry}`)",
                      f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "
-                     f"read-out, seeds {', '.join(str(m['config']['seed']) for m in ms)}",
+                     f"read-out, seed{'s' if len(ms) > 1 else ''} {', '.join(str(m['config']['seed']) for m in ms)}",
                      "#paper-scale"))
     for b in sorted((read_json(p) for p in existing("bench")), key=lambda b: ff.n_params(b["layer_sizes"])):
         rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",

@@ -166,6 +166,7 @@ def test_jitter_changes_what_is_learned(fake_mnist, tmp_path):
     assert not np.array_equal(p, j) and np.array_equal(p, o)
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")   # the point of the test
 def test_non_finite_loss_stops_without_saving(fake_mnist, tmp_path, capsys):
     model = tmp_path / "model.npz"
     with pytest.raises(SystemExit) as e:

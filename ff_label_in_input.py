@@ -1294,6 +1294,8 @@ def parse_args(argv=None):
     for flag in ("save", "metrics", "checkpoint"):
         path = getattr(args, flag)
         if path is not None:
+            if Path(path).expanduser().is_dir():
+                p.error(f"--{flag}: {path} is a folder; give a file name")
             parent = Path(path).expanduser().resolve().parent
             if not parent.is_dir() or not os.access(parent, os.W_OK):
                 p.error(f"--{flag}: cannot write to folder {parent}")

@@ -65,6 +65,8 @@ def parse_args(argv=None):
     ff.check_config(p, cfg)
     if args.snapshot_every > cfg.n_epochs:
         p.error(f"--snapshot-every: at most --n-epochs ({cfg.n_epochs}), got {args.snapshot_every}")
+    if Path(args.out).expanduser().is_dir():
+        p.error(f"--out: {args.out} is a folder; give a file name")
     folder = Path(args.out).expanduser().resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         p.error(f"--out: cannot write to folder {folder}")

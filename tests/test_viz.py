@@ -187,6 +187,7 @@ def test_gif_takes_the_training_defaults_and_recipes():
     (["--logit-scale", "2"], "invalid choice"),
     (["--recipe", "hinton", "--layer-sizes", "784,30"], "two hidden layers"),
     (["--out", "/nonexistent/dir/ff.gif"], "cannot write"),
+    (["--out", "."], "is a folder"),
 ])
 def test_gif_bad_flags_exit_2(argv, reason, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HINTON_MNIST_DIR", str(tmp_path / "no-data-here"))

@@ -311,18 +311,17 @@ def fig_goodness_distributions(net, cfg, x_test, y_test, outdir):
         bins = np.linspace(*goodness_limits([g_pos[:, l], g_neg[:, l]], cfg.threshold, 0.02), 60)
         above = 100 * (g_pos[:, l] > cfg.threshold).mean()
         below = 100 * (g_neg[:, l] < cfg.threshold).mean()
-        ax.hist(g_pos[:, l], bins, alpha=0.6, color=COLORS["positive"],
-                label=f"positive (true label): median {np.median(g_pos[:, l]):.2f}, "
-                      f"{above:.1f}% > theta")
-        ax.hist(g_neg[:, l], bins, alpha=0.6, color=COLORS["negative"],
-                label=f"negative (wrong label): median {np.median(g_neg[:, l]):.2f}, "
-                      f"{below:.1f}% < theta")
-        ax.axvline(cfg.threshold, color=COLORS["threshold"], ls=":",
-                   label=f"theta = {cfg.threshold:g}")
+        ax.hist(g_pos[:, l], bins, alpha=0.6, color=COLORS["positive"], label="positive (true label)")
+        ax.hist(g_neg[:, l], bins, alpha=0.6, color=COLORS["negative"], label="negative (wrong label)")
+        ax.axvline(cfg.threshold, color=COLORS["threshold"], ls=":", label=f"theta = {cfg.threshold:g}")
         ax.set_yscale("log")
-        ax.set(title=f"layer {l} ({net.layer_sizes[l + 1]} units)", xlabel=GOODNESS_LABEL,
-               ylabel="images")
-        ax.legend(fontsize=8)
+        ax.set(xlabel=GOODNESS_LABEL, ylabel="images" if l == 0 else None,
+               title=f"layer {l} ({net.layer_sizes[l + 1]} units)\n"
+                     f"pos. median {np.median(g_pos[:, l]):.2f}, {above:.1f}% > theta\n"
+                     f"neg. median {np.median(g_neg[:, l]):.2f}, {below:.1f}% < theta")
+        ax.title.set_fontsize(9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=9)
     fig.suptitle(f"Goodness of {len(y)} test images with their true label vs a random wrong label")
     return save(fig, outdir, "goodness_distributions")
 

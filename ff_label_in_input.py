@@ -11,9 +11,9 @@ all 10 labels and pick the one with the highest goodness summed over layers.
         --eval-subset 2000 --full-test --save model.npz
     python3 ff_label_in_input.py --recipe hinton --layer-sizes 784,1000,1000,1000 --n-epochs 100
 
-Reading order: config -> data -> label encoding -> layer numerics (the method in its
-plain form, then the named speed-ups) -> optimisers -> training -> prediction ->
-save/load -> CLI. dtype policy: float32 for data, weights and training; the tests
+Reading order: device switch -> config -> data -> label encoding -> layer numerics (the
+method in its plain form, then the named speed-ups) -> softmax head -> optimisers ->
+training -> prediction -> save/load -> CLI. dtype policy: float32 for data, weights and training; the tests
 check the gradients in float64. Importing this module does nothing.
 """
 

@@ -781,8 +781,8 @@ def to_device(state: TrainState, xp) -> TrainState:
     net = state.net
     state.net = Net(net.layer_sizes, xp.asarray(net.params), net.input_norm,
                     None if net.head is None else xp.asarray(net.head))
-    for opt in (state.opt, state.head_opt):
-        for k, v in vars(opt or object()).items():
+    for opt in (o for o in (state.opt, state.head_opt) if o is not None):
+        for k, v in vars(opt).items():
             if isinstance(v, np.ndarray):
                 setattr(opt, k, xp.asarray(v))
     state.peer_means = [xp.asarray(r) for r in state.peer_means]

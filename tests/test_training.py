@@ -129,3 +129,22 @@ def test_hinton_recipe_learns_the_fake_classes(fake_mnist):
                                    "784,60,60,60", "--batch-size", "10", "--full-test", "--quiet"])
     modes = metrics["prediction_modes"]
     assert min(modes.values()) > 0.9, modes
+
+
+@pytest.mark.parametrize("recipe", ["baseline", "hinton"])
+def test_to_device_moves_every_array_of_the_state(recipe):
+    """With NumPy standing in for the device module, every array is handed to xp.asarray
+    (the baseline recipe has no head optimiser)."""
+    _, cfg = ff.parse_args(["--recipe", recipe, "--layer-sizes", "784,8,8"])
+    moved = []
+
+    class FakeXp:
+        @staticmethod
+        def asarray(a):
+            moved.append(a.shape)
+            return np.array(a)
+    state = ff.to_device(ff.init_state(cfg), FakeXp)
+    n = ff.n_params(cfg.layer_sizes)
+    assert moved.count((n,)) >= (3 if recipe == "baseline" else 2)      # params + optimiser state
+    assert not cfg.softmax_head or {(8, 10), (80,)} <= set(moved)    # head and its optimiser
+    assert state.net.Wb[0].shape == (785, 8)

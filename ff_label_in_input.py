@@ -411,8 +411,13 @@ def ff_logit(g: np.ndarray, n_units: int, theta: float, logit_scale: str) -> np.
     k = 1 compares mean(h^2) with theta (the earlier NumPy run); k = D gives
     sum(h^2) - theta D, the D times sharper logistic of Hinton's code (theta 1).
     """
-    k = n_units if logit_scale == "D" else 1
-    return g.dtype.type(k / n_units) * g - g.dtype.type(k * theta)
+    slope = logit_slope(n_units, logit_scale)                        # k / D
+    return g.dtype.type(slope) * g - g.dtype.type(slope * n_units * theta)
+
+
+def logit_slope(n_units: int, logit_scale: str) -> float:
+    """d logit / d g = k / D: 1 / D for k = 1, 1 for k = D."""
+    return 1.0 if logit_scale == "D" else 1.0 / n_units
 
 
 def softplus(x):
@@ -478,9 +483,9 @@ def ff_grads_plain(net: Net, x_pos, x_neg, cfg: Config, peer_means=None):
         logit_pos = ff_logit(g_pos, D, cfg.threshold, cfg.logit_scale)
         logit_neg = ff_logit(g_neg, D, cfg.threshold, cfg.logit_scale)
         dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                     # dL/dlogit
-        k = D if cfg.logit_scale == "D" else 1
-        dz_pos = dloss_dz(h_pos, dl_pos * (k / D))                              # dL/dz
-        dz_neg = dloss_dz(h_neg, dl_neg * (k / D))
+        slope = logit_slope(D, cfg.logit_scale)                                 # dlogit/dg
+        dz_pos = dloss_dz(h_pos, dl_pos * slope)                                # dL/dz
+        dz_neg = dloss_dz(h_neg, dl_neg * slope)
         if cfg.peer_norm:
             peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
             dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, cfg.peer_norm, cfg.peer_gate)
@@ -581,8 +586,7 @@ def ff_grads(net: Net, x_in, s, a0, y_pos, y_neg, cfg: Config, grads, peer_means
         x_prev = x
         if l + 1 < len(net.Wb):                                      # next input, no gradient back
             x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
-        k = D if cfg.logit_scale == "D" else 1
-        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * g.dtype.type(k / D)
+        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * g.dtype.type(logit_slope(D, cfg.logit_scale))
         if cfg.peer_norm:
             peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
             peer = peer_dz(peer_means[l], h[:B], cfg.peer_norm, cfg.peer_gate)

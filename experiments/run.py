@@ -14,9 +14,10 @@ result file exists is skipped, so the runner can be stopped and started again. R
 the groups with checkpoints write runs/GROUP/STEM.ckpt.npz after every epoch and are
 resumed from it (`--resume`, added by the runner) when it exists; after changing an
 entry's flags, delete its stale checkpoint. Each run's output goes to runs/GROUP/STEM.log
-(runs/ is git-ignored). With --jobs 2, two runs share the machine with one BLAS thread
-each (two processes that each spin two OpenBLAS threads on two cores slow each other
-down many times over); timing runs (group bench) always run alone, after the others.
+(git-ignored; a resumed run appends to it). With --jobs 2, two runs share the machine
+with one BLAS thread each (two processes that each spin two OpenBLAS threads on two
+cores slow each other down many times over); timing runs (group bench) always run
+alone, after the others.
 
 tests/test_results.py checks that every file under results/ has its command here, that
 each command's flags give the config its JSON records, and that the README carries every
@@ -332,7 +333,10 @@ def execute(run: Run, threads=None, root: Path = ROOT, python=sys.executable) ->
     if threads:
         env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     t0 = time.time()
-    with open(root / run.log, "w") as log:
+    with open(root / run.log, "a" if resume else "w") as log:   # a resumed run keeps its earlier lines
+        if resume:
+            log.write(f"--- resumed from {run.checkpoint} ---\n")
+            log.flush()
         if run.stdout:
             part = root / (run.out + ".part")
             with open(part, "w") as out:

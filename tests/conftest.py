@@ -70,5 +70,5 @@ def real_mnist_dir():
     """The folder holding real MNIST, or None (tests that need it are skipped)."""
     for folder in (os.environ.get("HINTON_MNIST_DIR"), Path.home() / ".cache" / "hinton-mnist"):
         if folder and all((Path(folder) / f"{n}.gz").exists() for n in ff.MNIST_FILES):
-            return Path(folder)
+            return Path(folder).resolve()   # absolute: some tests run the CLI from another folder
     return None

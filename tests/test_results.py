@@ -130,6 +130,8 @@ def test_runner_runs_resumes_and_stops(tmp_path, monkeypatch):
     again = json.loads((tmp_path / a.out).read_text())
     assert "--resume runs/g/a_s0.ckpt.npz" in again["command"]
     assert again["prediction_modes"] == first["prediction_modes"]
+    lines = (tmp_path / a.log).read_text()
+    assert "epoch   1/2" in lines and "--- resumed from runs/g/a_s0.ckpt.npz ---" in lines
     log = (tmp_path / stop.out).read_text()
     assert "epoch   1/3" in log and "epoch   2/3" not in log
     assert not (tmp_path / (stop.out + ".part")).exists()

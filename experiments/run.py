@@ -717,8 +717,9 @@ def summary_table():
         ms = load(entry, group)
         cfg = current_config(ms[0]["config"])
         mode = ms[0]["predict_mode"]
-        rows.append((f"{hidden(cfg['layer_sizes'])}, {cfg['n_epochs']} epochs, {cfg['recipe']} recipe "
-                     f"(`{group}/{entry}`)",
+        extra = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP) if group == "hinton" else ""
+        rows.append((f"{hidden(cfg['layer_sizes'])}, {cfg['n_epochs']} epochs, {cfg['recipe']} recipe"
+                     f"{f' `{extra}`' if extra else ''} (`{group}/{entry}`)",
                      f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "
                      f"read-out, seed{'s' if len(ms) > 1 else ''} {', '.join(str(m['config']['seed']) for m in ms)}",
                      "#paper-scale"))

@@ -918,7 +918,7 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
             if checkpoint:
                 atomic_savez(checkpoint, snapshot)
             if log:
-                log(epoch_line(epoch, cfg.n_epochs, history))
+                log(epoch_line(epoch, cfg.n_epochs, history, "val" if cfg.val_split else "test"))
             if callback:
                 callback(epoch, state.net, history)
     except KeyboardInterrupt:
@@ -928,14 +928,15 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
     return state.net, history
 
 
-def epoch_line(epoch, n_epochs, history):
-    """One fixed-width progress line: per-layer loss and goodness per unit, accuracies, time, ETA."""
+def epoch_line(epoch, n_epochs, history, held_out="test"):
+    """One fixed-width progress line: per-layer loss and goodness per unit, accuracies on the
+    training subset and the held-out set ("test", or "val" with --val-split), time, ETA."""
     layers = " ".join(f"L{l} {lo:.3f} {gp:5.2f}/{gn:5.2f}" for l, (lo, gp, gn) in
                       enumerate(zip(history["loss"][-1], history["g_pos"][-1], history["g_neg"][-1])))
     head = "" if math.isnan(history["head_loss"][-1]) else f" head {history['head_loss'][-1]:.3f}"
     acc = ""
     if history["train_acc"]:
-        acc = f" | train {100 * history['train_acc'][-1]:6.2f}% test {100 * history['test_acc'][-1]:6.2f}%"
+        acc = f" | train {100 * history['train_acc'][-1]:6.2f}% {held_out} {100 * history['test_acc'][-1]:6.2f}%"
     eta = np.mean(history["seconds"]) * (n_epochs - epoch)
     return f"epoch {epoch:3d}/{n_epochs} | {layers}{head}{acc} | {history['seconds'][-1]:5.1f}s ETA {eta:4.0f}s"
 

@@ -108,9 +108,12 @@ def test_ctrl_c_saves_and_says_how_to_resume(fake_mnist, tmp_path):
     assert (tmp_path / "ff_interrupted.npz").exists()
 
 
-def test_val_split_evaluates_on_held_out_training_images(fake_mnist):
-    metrics = fake_mnist.main(ff, FLAGS + ["--val-split", "60", "--full-test"])
+def test_val_split_evaluates_on_held_out_training_images(fake_mnist, capsys):
+    loud = [f for f in FLAGS if f != "--quiet"]
+    metrics = fake_mnist.main(ff, loud + ["--val-split", "60", "--full-test"])
     assert metrics["evaluated_on"] == "validation" and metrics["test_total"] == 60
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch ")]
+    assert lines and all(" val " in l and " test " not in l for l in lines)   # progress names the split
 
 
 def test_deep_lr_scale_moves_deep_layers_less():

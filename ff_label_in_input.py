@@ -13,8 +13,8 @@ all 10 labels and pick the one with the highest goodness summed over layers.
 
 Reading order: device switch -> config -> data -> label encoding -> layer numerics (the
 method in its plain form, then the named speed-ups) -> softmax head -> optimisers ->
-training -> prediction -> save/load -> CLI. dtype policy: float32 for data, weights and training; the tests
-check the gradients in float64. Importing this module does nothing.
+training -> prediction -> save/load -> CLI. dtype policy: float32 for data, weights and
+training; the tests check the gradients in float64. Importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -586,7 +586,8 @@ def ff_grads(net: Net, x_in, s, a0, y_pos, y_neg, cfg: Config, grads, peer_means
         x_prev = x
         if l + 1 < len(net.Wb):                                      # next input, no gradient back
             x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
-        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * g.dtype.type(logit_slope(D, cfg.logit_scale))
+        slope = g.dtype.type(logit_slope(D, cfg.logit_scale))               # dlogit/dg
+        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * slope
         if cfg.peer_norm:
             peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
             peer = peer_dz(peer_means[l], h[:B], cfg.peer_norm, cfg.peer_gate)

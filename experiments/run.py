@@ -445,9 +445,14 @@ def changed_flags(cfg: dict, ref: dict, skip=()) -> str:
                     for w in flag_words(k, cfg[k]))
 
 
+def extra_flags(cfg: dict) -> str:
+    """The training flags that differ from cfg's recipe (setup and read-out aside)."""
+    return changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
+
+
 def recipe_label(cfg: dict) -> str:
     """`recipe`, and its changed training flags (setup and read-out aside)."""
-    extra = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
+    extra = extra_flags(cfg)
     return f"`{cfg['recipe']}`" + (f" + `{extra}`" if extra else "")
 
 
@@ -663,7 +668,7 @@ def ablation_table():
             continue
         cfg = current_config(ms[0]["config"])
         if label.startswith("`"):
-            change = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP)
+            change = extra_flags(cfg)
             change = f"`{change}`" if change else "(none)"
         else:
             change = "`" + (changed_flags(cfg, recipe_defaults("baseline"), SETUP) or "--recipe baseline") + "`"
@@ -720,7 +725,7 @@ def summary_table():
         ms = load(entry, group)
         cfg = current_config(ms[0]["config"])
         mode = ms[0]["predict_mode"]
-        extra = changed_flags(cfg, recipe_defaults(cfg["recipe"]), SETUP) if group == "hinton" else ""
+        extra = extra_flags(cfg) if group == "hinton" else ""      # the baseline's list is in its table
         rows.append((f"{hidden(cfg['layer_sizes'])}, {cfg['n_epochs']} epochs, {cfg['recipe']} recipe"
                      f"{f' `{extra}`' if extra else ''} (`{group}/{entry}`)",
                      f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "

@@ -11,10 +11,27 @@ all 10 labels and pick the one with the highest goodness summed over layers.
         --eval-subset 2000 --full-test --save model.npz
     python3 ff_label_in_input.py --recipe hinton --layer-sizes 784,1000,1000,1000 --n-epochs 100
 
-Reading order: device switch -> config -> data -> label encoding -> layer numerics (the
-method in its plain form, then the named speed-ups) -> softmax head -> optimisers ->
-training -> prediction -> save/load -> CLI. dtype policy: float32 for data, weights and
-training; the tests check the gradients in float64. Importing this module does nothing.
+The paper, sentence by sentence, and where the code says it:
+  "the first 10 pixels contain a one of N representation of the label"   embed_label
+  "negative data ... the same image with an incorrect label"              wrong_labels
+  "goodness ... the sum of the squared neural activities" (sec. 2)        goodness
+  "probability that an input vector is positive ... logistic function
+   ... goodness minus some threshold" (sec. 2)                            ff_logit, ff_loss
+  "layer normalization ... removes all of the information that was used
+   to determine the goodness in the layer" (sec. 2.1)                     rms_normalize
+  one objective per layer, no backpropagation between layers              ff_grads_plain
+  "run the net ... with a particular label ... accumulate goodness in
+   all but the first hidden layer" (sec. 3.3)                             label_goodness, predict
+  "a neutral label ... a softmax" trained on the hidden activities        neutral_features, head_*
+  "use the network itself to generate the negative labels" / hard ones    hard_labels
+  "jittering the images by up to two pixels in each direction"            jitter_images
+  peer normalisation of each unit's mean activity (sec. 3.5, his code)    peer_dz
+
+Reading order: config and recipes -> the method in plain NumPy (lines 1-500 are all
+a reader needs to check it against the paper) -> the named speed-ups, each behind one
+entry point -> optimisers -> training -> prediction and evaluation -> machinery
+(device, data, files, CLI). dtype policy: float32 for data, weights and training; the
+tests check the gradients in float64. Importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +50,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-FORMAT_VERSION = 2          # of model.npz and checkpoints
+FORMAT_VERSION = 3          # of model.npz and checkpoints (3: named weights; avg_grad)
 DTYPE = np.float32
 RMS_EPS = 1e-8              # h / sqrt(mean(h^2) + RMS_EPS): a row of zeros stays zeros
 LABEL_SLOT = 10             # the first 10 flat pixels carry the label
@@ -53,9 +72,947 @@ READOUTS = ("all", "first", "skip-first", "softmax")
 
 
 # ----------------------------------------------------------------------------
-# Device: the one switch between NumPy on the CPU and CuPy on an NVIDIA GPU. The method's
-# functions are written against the NumPy API; CuPy arrays take them over through NumPy's
-# dispatch (__array_ufunc__, __array_function__, like=). Random draws stay on the host.
+# Config: one field per CLI flag; the recipes below set their defaults.
+# ----------------------------------------------------------------------------
+
+def option(default, help, eval_only=False, **argparse_kwargs):
+    """A Config field with its --help text; eval_only fields never change what is learned."""
+    meta = {"help": help, "eval_only": eval_only, **argparse_kwargs}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Defaults are the earlier NumPy run (SEED.md)."""
+    recipe: str = option("baseline", "preset of the settings below: baseline (the earlier NumPy run: Adam, "
+                         "raw pixels) or hinton (Hinton's released code); explicit flags win",
+                         choices=("baseline", "hinton"))
+    seed: int = option(0, "seed of the one random generator")
+    n_epochs: int = option(30, "training epochs")
+    layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
+    batch_size: int = option(128, "minibatch size (positives; as many negatives)")
+    step: str = option("fast", "fast: the FF gradient with the named speed-ups; plain: the "
+                       "paper-shaped ff_grads_plain (the same to float32 rounding, slower)",
+                       choices=("fast", "plain"))
+    optimizer: str = option("adam", "adam, or sgd: SGD on gradients smoothed over minibatches "
+                            "(avg = s avg + (1 - s) grad) with weight cost", choices=("adam", "sgd"))
+    lr: float = option(0.003, "learning rate")
+    lr_schedule: str = option("constant", "constant, or cooldown: constant for half the steps, "
+                              "then linear to 0", choices=("constant", "cooldown"))
+    deep_lr_scale: float = option(1.0, "learning-rate multiplier of every layer after the first")
+    smoothing: float = option(0.9, "sgd: gradient smoothing s")
+    weight_cost: float = option(0.0, "sgd: weight decay per unit of lr (not on biases)")
+    init: str = option("uniform", "uniform: U(+-1/sqrt(fan_in)) weights and biases; normal: "
+                       "N(0, 1/fan_in) weights, zero biases", choices=("uniform", "normal"))
+    input_norm: str = option("none", "none: raw [0, 1] pixels; rms: each input row (label "
+                             "included) scaled to mean square 1", choices=("none", "rms"))
+    # DEVIATION (baseline recipe, sec. 3.3): mean(h^2) against theta 2.0, the earlier NumPy
+    # run's logistic; Hinton's code compares sum(h^2) with D (--logit-scale D --threshold 1).
+    threshold: float = option(2.0, "theta: a sample is positive when mean(h^2) > theta")
+    logit_scale: str = option("1", "p(positive) = sigmoid(k (mean(h^2) - theta)); k = 1, or D "
+                              "(= sigmoid(sum(h^2) - theta D), Hinton's code)", choices=("1", "D"))
+    peer_norm: float = option(0.0, "peer normalisation strength lambda: pulls each unit's running "
+                              "mean activity toward its layer's mean (0: off)")
+    # DEVIATION (ours, sec. 3.5): the peer term gated by the ReLU by default; Hinton's code
+    # does not gate it (--peer-gate none, as the hinton recipe sets).
+    peer_gate: str = option("relu", "relu: the peer term only reaches active units; none: every "
+                            "unit (Hinton's code; revives dead units)", choices=("relu", "none"))
+    # DEVIATION (baseline recipe, sec. 3.3): wrong labels drawn uniformly; the paper's best
+    # runs use the network's own predictions (--neg-sampling hard or softmax).
+    neg_sampling: str = option("uniform", "wrong labels: uniform; hard: by softmax of mean(h^2) "
+                               "summed over layers; hard-first: of layer 0; softmax: by the softmax "
+                               "head", choices=("uniform", "hard", "hard-first", "softmax"))
+    softmax_head: bool = option(False, "train a linear softmax on the normalised activities of "
+                                "the layers after the first, with a neutral label (0.1 each)")
+    head_lr: float = option(0.1, "softmax head: learning rate (smoothed SGD)")
+    head_weight_cost: float = option(0.003, "softmax head: weight cost")
+    jitter: int = option(0, "shift each training image by up to PX px each epoch (0: off; "
+                         "the flag alone: 2)")
+    train_subset: int | None = option(None, "train on the first N of the 60000 training images")
+    val_split: int = option(0, "hold out the last N training images and evaluate on them "
+                            "instead of the test set (for tuning)")
+    device: str = option("cpu", "cpu (NumPy), or cuda: the same code on an NVIDIA GPU through "
+                         "CuPy (pip install cupy-cuda12x)", eval_only=True, choices=("cpu", "cuda"))
+    eval_subset: int = option(2000, "training and test images scored after every epoch",
+                              eval_only=True)
+    full_test: bool = option(False, "final report on all 10000 test images", eval_only=True)
+    # DEVIATION (baseline recipe, sec. 3.3): the headline sums every layer's goodness; the
+    # paper skips the first (skip-first, the hinton recipe's). All read-outs are reported.
+    predict_mode: str = option("all", "read-out of the headline: goodness of all layers, the "
+                               "first, all but the first, or the softmax head", eval_only=True,
+                               choices=READOUTS)
+
+
+RECIPES = {
+    "baseline": {},
+    # Hinton's released code (ffnew.m): smoothed SGD with weight cost, RMS-normalised
+    # input, sum(h^2) against D, ungated peer normalisation, negatives from a softmax
+    # on a neutral-label pass, the read-out of the layers after the first.
+    "hinton": {"optimizer": "sgd", "lr": 0.01, "lr_schedule": "cooldown", "batch_size": 100,
+               "smoothing": 0.9, "weight_cost": 0.001, "init": "normal", "input_norm": "rms",
+               "threshold": 1.0, "logit_scale": "D", "peer_norm": 0.03, "peer_gate": "none",
+               "neg_sampling": "softmax", "softmax_head": True, "head_lr": 0.1,
+               "head_weight_cost": 0.003, "predict_mode": "skip-first"},
+}
+# A checkpoint continues only a run whose training fields match (n_epochs may grow).
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["eval_only"])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a layer's learning rule needs of the config: theta, the logit scale k (1 or D),
+    and the peer term's strength and gate."""
+    theta: float = 2.0
+    logit_scale: str = "1"
+    peer_norm: float = 0.0
+    peer_gate: str = "relu"
+
+
+def rule_of(cfg: Config) -> Rule:
+    return Rule(cfg.threshold, cfg.logit_scale, cfg.peer_norm, cfg.peer_gate)
+
+
+# ----------------------------------------------------------------------------
+# The method, plain (section 3.3). Everything a reader needs to check it against the
+# paper is here; every function below it is either a faster form of one of these
+# (tested to give the same numbers) or machinery.
+# ----------------------------------------------------------------------------
+
+def embed_label(x: np.ndarray, y) -> np.ndarray:
+    """Copy of x (N, 784) with pixels 0..9 overwritten by one_hot(y) (value 1.0)."""
+    x = x.copy()
+    x[:, :LABEL_SLOT] = 0
+    x[np.arange(len(x), like=x), np.asarray(y, like=x)] = 1
+    return x
+
+
+def embed_neutral_label(x: np.ndarray) -> np.ndarray:
+    """Copy of x with 0.1 in every label pixel (Hinton's code: the 'neutral label')."""
+    x = x.copy()
+    x[:, :LABEL_SLOT] = NEUTRAL_LABEL
+    return x
+
+
+def wrong_labels(y: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The wrong label y + offset (mod 10) per sample; offset (N,) in 1..9, drawn uniformly,
+    gives each of the 9 wrong labels with probability 1/9, never the true one."""
+    # DEVIATION (baseline recipe, sec. 3.3): uniform wrong labels, not the net's predictions.
+    return (y + offset) % N_CLASSES
+
+
+def hard_labels(y: np.ndarray, scores: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """A wrong label per sample drawn with probability softmax(scores) over the 9 wrong ones,
+    by inverse CDF of the uniforms u (N,). scores (N, 10): the goodness of each candidate
+    label or the softmax head's logits, so the most convincing wrong labels come up most."""
+    z = scores.astype(np.float64)
+    z[np.arange(len(y), like=z), y] = -np.inf                        # never the true label
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    return np.minimum((cdf <= u[:, None] * cdf[:, -1:]).sum(axis=1), N_CLASSES - 1)
+
+
+def draw_wrong_labels(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """wrong_labels with the offsets drawn from rng (host arrays; for figures and tests)."""
+    return wrong_labels(y, rng.integers(1, N_CLASSES, size=len(y)))
+
+
+def draw_hard_labels(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """hard_labels with the uniforms drawn from rng (host arrays)."""
+    return hard_labels(y, scores, rng.random(len(y)))
+
+
+@dataclass
+class Net:
+    """The FF stack: Wb[l] = [W_l; b_l] (D_l + 1, D_{l+1}), all views into one flat vector
+    `params` (one optimiser pass serves every layer). input_norm says how an input row is
+    read (none, or rms); head is the optional softmax read-out (sum of D_l for l >= 1, 10)."""
+    layer_sizes: list
+    params: np.ndarray
+    input_norm: str = "none"
+    head: np.ndarray | None = None
+    Wb: list = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.Wb = layer_views(self.params, self.layer_sizes)
+
+    @property
+    def W(self):
+        return [Wb[:-1] for Wb in self.Wb]
+
+    @property
+    def b(self):
+        return [Wb[-1] for Wb in self.Wb]
+
+
+def layer_views(flat: np.ndarray, layer_sizes) -> list:
+    """Split a flat vector into the per-layer [W; b] views."""
+    views, i = [], 0
+    for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        views.append(flat[i:i + (d_in + 1) * d_out].reshape(d_in + 1, d_out))
+        i += (d_in + 1) * d_out
+    return views
+
+
+def n_params(layer_sizes) -> int:
+    return sum((a + 1) * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+def head_width(layer_sizes) -> int:
+    """Inputs of the softmax head: the hidden layers after the first."""
+    return sum(layer_sizes[2:])
+
+
+def init_net(layer_sizes, rng: np.random.Generator, init="uniform", input_norm="none",
+             softmax_head=False) -> Net:
+    """uniform: U(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default.
+    normal: N(0, 1/fan_in) weights and zero biases, as Hinton's code."""
+    # DEVIATION (baseline recipe): the paper does not give its initialisation.
+    net = Net(list(layer_sizes), np.empty(n_params(layer_sizes), DTYPE), input_norm,
+              np.zeros((head_width(layer_sizes), N_CLASSES), DTYPE) if softmax_head else None)
+    for Wb in net.Wb:
+        fan_in = Wb.shape[0] - 1
+        if init == "normal":
+            Wb[:-1] = rng.standard_normal(Wb[:-1].shape) / math.sqrt(fan_in)
+            Wb[-1] = 0
+        else:
+            Wb[...] = rng.uniform(-1, 1, size=Wb.shape) / math.sqrt(fan_in)
+    return net
+
+
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def goodness(h: np.ndarray) -> np.ndarray:
+    """Hinton 2022, sec. 2: goodness = the sum of the squared activities. (N, D) -> (N,)"""
+    return np.einsum("ij,ij->i", h, h)
+
+
+def rms_normalize(h: np.ndarray) -> np.ndarray:
+    """Scale each row to mean square 1 (Hinton 2022, sec. 2.1): the next layer sees the
+    direction of the activity vector, not its length, so it cannot read this goodness."""
+    return h / np.sqrt((h * h).mean(axis=1, keepdims=True) + h.dtype.type(RMS_EPS))
+
+
+def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
+    """How layer 0 reads a labelled input row: as it is, or scaled to mean square 1."""
+    # DEVIATION (baseline recipe): raw pixels; Hinton's code normalises the input ("rms").
+    return rms_normalize(x) if input_norm == "rms" else x
+
+
+def forward(net: Net, x: np.ndarray | None, z0: np.ndarray | None = None):
+    """The stack's forward pass, the one place it is written: layer 0 reads
+    first_layer_inputs(x), each later layer the RMS-normalised activity of the one below.
+    x (N, 784) carries its labels; z0, if given, is layer 0's pre-activation (N, D_1)
+    instead. Returns (inputs, activities): [x_l (N, D_l)], [h_l = relu(x_l W_l + b_l)]."""
+    xs, hs = [], []
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        if l == 0 and z0 is not None:
+            xs.append(None)
+            hs.append(relu(z0))
+            continue
+        xs.append(first_layer_inputs(x, net.input_norm) if l == 0 else rms_normalize(hs[-1]))
+        hs.append(relu(xs[-1] @ W + b))
+    return xs, hs
+
+
+def logit_slope(n_units: int, logit_scale: str) -> float:
+    """d logit / d g = k / D: 1 / D for k = 1, 1 for k = D."""
+    return 1.0 if logit_scale == "D" else 1.0 / n_units
+
+
+def ff_logit(g: np.ndarray, n_units: int, theta: float, logit_scale: str) -> np.ndarray:
+    """Log-odds that a sample is positive (sec. 2): k (g / D - theta), k = 1 or D.
+
+    k = 1 compares mean(h^2) with theta (the earlier NumPy run); k = D gives
+    sum(h^2) - theta D, the D times sharper logistic of Hinton's code (theta 1).
+    """
+    slope = logit_slope(n_units, logit_scale)                        # k / D
+    return g.dtype.type(slope) * g - g.dtype.type(slope * n_units * theta)
+
+
+def softplus(x):
+    return np.logaddexp(x.dtype.type(0), x)
+
+
+def sigmoid(x):
+    return x.dtype.type(0.5) * np.tanh(x.dtype.type(0.5) * x) + x.dtype.type(0.5)  # stable
+
+
+def ff_loss(logit_pos, logit_neg):
+    """Mean -log p(correct decision) over the positives and negatives of a batch."""
+    n = len(logit_pos) + len(logit_neg)
+    return (softplus(-logit_pos).sum() + softplus(logit_neg).sum()) / n
+
+
+def dloss_dlogit(logit_pos, logit_neg):
+    """d ff_loss / d logit: -(1 - p) / n for each positive, p / n for each negative."""
+    n = len(logit_pos) + len(logit_neg)
+    return -sigmoid(-logit_pos) / n, sigmoid(logit_neg) / n
+
+
+def dloss_dz(h, dl_dg):
+    """dL/dz for z the pre-activation: dL/dg * dg/dz, dg/dz = 2 h (0 where the ReLU is off)."""
+    return 2 * h * dl_dg[:, None]
+
+
+def peer_means_update(r, h_pos):
+    """Running mean of each unit's activity on positive data (Hinton's code). (D,)"""
+    return PEER_DECAY * r + (1 - PEER_DECAY) * h_pos.mean(axis=0)
+
+
+def peer_dz(r, h_pos, strength, gate):
+    """Peer normalisation (Hinton 2022, sec. 3.5; his code): each positive row's dL/dz gets
+    strength (r_j - mean(r)) / B, pulling every unit's mean activity toward its layer's.
+    Hinton does not gate it by the ReLU ("none"): a dead unit still gets pushed back on.
+    With gate "relu" it only reaches active units. (B, D)"""
+    term = (strength / len(h_pos)) * (r - r.mean())
+    mask = h_pos > 0 if gate == "relu" else np.ones_like(h_pos, dtype=bool)
+    return mask * term.astype(h_pos.dtype)
+
+
+def ff_grads_plain(net: Net, x_pos, x_neg, rule: Rule, peer_means=None):
+    """The method, one layer after another, as section 3.3 describes it.
+
+    x_pos, x_neg: (B, 784) images carrying their true and a wrong label. Every layer
+    learns from its own input and output: no gradient crosses a layer. Returns
+    [(dW, db)] per layer and the stats (L, 3): loss, mean g_pos / D, mean g_neg / D.
+    peer_means are updated in place.
+    """
+    (xs_pos, hs_pos), (xs_neg, hs_neg) = forward(net, x_pos), forward(net, x_neg)
+    grads, stats = [], np.empty((len(net.Wb), 3), x_pos.dtype, like=x_pos)
+    for l, (xp_l, xn_l, h_pos, h_neg) in enumerate(zip(xs_pos, xs_neg, hs_pos, hs_neg)):
+        D = h_pos.shape[1]
+        g_pos, g_neg = goodness(h_pos), goodness(h_neg)                         # goodness
+        logit_pos = ff_logit(g_pos, D, rule.theta, rule.logit_scale)
+        logit_neg = ff_logit(g_neg, D, rule.theta, rule.logit_scale)
+        dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                     # dL/dlogit
+        slope = logit_slope(D, rule.logit_scale)                                # dlogit/dg
+        dz_pos = dloss_dz(h_pos, dl_pos * slope)                                # dL/dz
+        dz_neg = dloss_dz(h_neg, dl_neg * slope)
+        if rule.peer_norm:
+            peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
+            dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, rule.peer_norm, rule.peer_gate)
+        grads.append((xp_l.T @ dz_pos + xn_l.T @ dz_neg,                        # local gradient
+                      dz_pos.sum(axis=0) + dz_neg.sum(axis=0)))
+        stats[l, 0] = ff_loss(logit_pos, logit_neg)
+        stats[l, 1] = g_pos.mean() / D
+        stats[l, 2] = g_neg.mean() / D
+    return grads, stats
+
+
+# The softmax head (Hinton's code): a linear softmax on the normalised activities of the
+# layers after the first, computed with a neutral label. It picks hard negatives in
+# training and is a fourth read-out.
+
+def neutral_features(net: Net, x: np.ndarray | None = None, z0: np.ndarray | None = None):
+    """Normalised activities of layers 1.. for x (B, 784) carrying the neutral label, or
+    from layer 0's neutral pre-activation z0 (B, D_1). (B, F)"""
+    _, hs = forward(net, x, z0)
+    return np.concatenate([rms_normalize(h) for h in hs[1:]], axis=1)
+
+
+def head_loss_and_grad(head, feats, y):
+    """Cross-entropy of softmax(feats head) and its gradient wrt head: (), (F, 10), logits.
+    The loss stays an array (no device wait)."""
+    # DEVIATION (Hinton's code): the head has no bias; his is never updated from zero.
+    logits = feats @ head                                            # (B, 10)
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y), like=p)
+    loss = -np.log(p[rows, y] + 1e-30).mean()
+    p[rows, y] -= 1
+    return loss, feats.T @ p / len(y), logits
+
+
+# ----------------------------------------------------------------------------
+# The same step, fast. Each speed-up is one named piece, tested against the plain form:
+#   1. bias as a weight row: inputs carry a constant 1, so [x, 1] [W; b] = x W + b and
+#      one product gives the weight and bias gradients together (with_bias_input);
+#   2. label-slot identity at layer 0: [s x_img + s e_y] W = s x_img W + s W[y], so one
+#      image product serves the positive, negative, neutral and all 10 candidate copies
+#      (encode, then layer0_z / layer0_neutral_z; s: the row's scale);
+#   3. positives and negatives stacked into one (2B, D) product per layer above 0;
+#   4. product orientation: (Wb^T x^T)^T (transposed_product);
+#   5. dL/dz written over h, and the next input built in place.
+# ----------------------------------------------------------------------------
+
+def label_scale(x_img: np.ndarray, input_norm: str, label_energy: float = 1.0) -> np.ndarray:
+    """Per row, the factor first_layer_inputs applies to x_img with its label slot holding
+    a label of squared norm label_energy (1 for a one-hot, 10 * 0.1^2 for the neutral
+    label). x_img has an empty label slot. (B,), or None for raw pixels (a factor of 1)."""
+    if input_norm != "rms":
+        return None
+    mean_sq = (goodness(x_img) + x_img.dtype.type(label_energy)) / N_PIXELS
+    return 1 / np.sqrt(mean_sq + x_img.dtype.type(RMS_EPS))
+
+
+def with_bias_input(x: np.ndarray, scale=None) -> np.ndarray:
+    """[scale * x, 1]: rows scaled, a constant 1 appended (speed-up 1). (N, D) -> (N, D + 1)"""
+    out = np.empty((len(x), x.shape[1] + 1), x.dtype, like=x)
+    np.multiply(x, 1 if scale is None else scale[:, None], out=out[:, :-1])
+    out[:, -1] = 1
+    return out
+
+
+class Encoded(NamedTuple):
+    """A batch of images as layer 0 reads it, for any labels (speed-up 2)."""
+    x_in: np.ndarray            # [s x_img, 1] (B, 785)
+    s: np.ndarray | None        # (B,) row scale with a one-hot label (rms input), else None
+    a0: np.ndarray              # x_in Wb0 (B, D_1): layer 0's one image product
+    x_img: np.ndarray           # the images with their label slot zeroed (B, 784)
+
+
+def encode(net: Net, x: np.ndarray) -> Encoded:
+    """Layer 0's shared image product for x (B, 784), whatever its label slot holds."""
+    x_img = x.copy()
+    x_img[:, :LABEL_SLOT] = 0
+    s = label_scale(x_img, net.input_norm)
+    x_in = with_bias_input(x_img, s)
+    return Encoded(x_in, s, x_in @ net.Wb[0], x_img)
+
+
+def layer0_z(net: Net, enc: Encoded, labels: np.ndarray) -> np.ndarray:
+    """Pre-activations of layer 0 for each image carrying each of `labels` (kB,), which
+    repeat the batch k times: a0 plus the label pixel's row s W0[y]. (kB, D)"""
+    B = len(enc.a0)
+    z = np.take(net.Wb[0][:LABEL_SLOT], labels, axis=0)              # (kB, D)
+    if enc.s is not None:
+        z.reshape(-1, B, z.shape[1])[...] *= enc.s[:, None]
+    z.reshape(-1, B, z.shape[1])[...] += enc.a0
+    return z
+
+
+def layer0_neutral_z(net: Net, enc: Encoded) -> np.ndarray:
+    """Layer 0's pre-activation with the neutral label, from the same a0. (B, D)"""
+    Wb0 = net.Wb[0]
+    label_part = NEUTRAL_LABEL * Wb0[:LABEL_SLOT].sum(axis=0)        # (D,)
+    if enc.s is None:
+        return enc.a0 + label_part
+    s_neutral = label_scale(enc.x_img, net.input_norm, LABEL_SLOT * NEUTRAL_LABEL ** 2)
+    b0 = Wb0[-1]
+    return (enc.a0 - b0) * (s_neutral / enc.s)[:, None] + s_neutral[:, None] * label_part + b0
+
+
+def transposed_product(x: np.ndarray, Wb: np.ndarray) -> np.ndarray:
+    """x Wb written (Wb^T x^T)^T (speed-up 4): with 2B = 256 rows and D = 2000, OpenBLAS
+    ran (D, K) x (K, 2B) 1.3x faster than (2B, K) x (K, D) on an Intel Xeon; on an AMD
+    EPYC the two are within 5%. (N, K) -> (N, D)"""
+    return (Wb.T @ x.T).T
+
+
+def ff_grads(net: Net, enc: Encoded, y_pos, y_neg, rule: Rule, grads, peer_means=None):
+    """ff_grads_plain with speed-ups 1-5: the local gradients of every layer for one batch,
+    written into the flat vector `grads` (same layout as net.params). Returns the stats
+    (L, 3) as an array: loss, mean g_pos / D, mean g_neg / D."""
+    B = len(y_pos)
+    labels = np.concatenate([y_pos, y_neg])                          # (2B,)
+    grad_views = layer_views(grads, net.layer_sizes)
+    stats, x = np.empty((len(net.Wb), 3), enc.a0.dtype, like=enc.a0), None
+    for l, Wb in enumerate(net.Wb):
+        D = Wb.shape[1]
+        h = layer0_z(net, enc, labels) if l == 0 else transposed_product(x, Wb)
+        np.maximum(h, 0, out=h)                                      # (2B, D), rows: pos, neg
+        g = goodness(h)
+        logit = ff_logit(g, D, rule.theta, rule.logit_scale)
+        stats[l, 0] = ff_loss(logit[:B], logit[B:])
+        stats[l, 1] = g[:B].mean() / D
+        stats[l, 2] = g[B:].mean() / D
+        x_prev = x
+        if l + 1 < len(net.Wb):                                      # next input, no gradient back
+            x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
+        slope = g.dtype.type(logit_slope(D, rule.logit_scale))      # dlogit/dg
+        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * slope
+        if rule.peer_norm:
+            peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
+            peer = peer_dz(peer_means[l], h[:B], rule.peer_norm, rule.peer_gate)
+        dz = np.multiply(h, (2 * dl_dg)[:, None], out=h)             # dL/dz over h (speed-up 5)
+        if rule.peer_norm:
+            dz[:B] += peer
+        if l == 0:
+            # both copies share the image rows; each label row gets its samples' s dz
+            np.matmul(enc.x_in.T, dz[:B] + dz[B:], out=grad_views[0])
+            onehot = (np.arange(N_CLASSES, like=dz)[:, None] == labels).astype(dz.dtype)  # (10, 2B)
+            label_dz = dz if enc.s is None else dz * np.concatenate([enc.s, enc.s])[:, None]
+            np.matmul(onehot, label_dz, out=grad_views[0][:LABEL_SLOT])
+        else:
+            np.matmul(x_prev.T, dz, out=grad_views[l])
+    return stats
+
+
+def candidate_goodness(net: Net, enc: Encoded, depth: int, per_unit=False) -> np.ndarray:
+    """Goodness of layers 0..depth-1 for every image with each of the 10 labels, from the
+    one image product of encode (speed-up 2); per_unit divides each layer's by its
+    width, giving mean(h^2). (B, 10, depth)"""
+    B = len(enc.a0)
+    labels = np.repeat(np.arange(N_CLASSES, like=enc.a0), B)
+    out = np.empty((N_CLASSES, B, depth), DTYPE, like=enc.a0)
+    for l in range(depth):
+        h = layer0_z(net, enc, labels) if l == 0 else x @ net.Wb[l]  # (10B, D)
+        np.maximum(h, 0, out=h)                                      # ReLU in place
+        g = goodness(h)
+        out[:, :, l] = g.reshape(N_CLASSES, B)
+        if per_unit:
+            out[:, :, l] /= DTYPE(h.shape[1])
+        if l + 1 < depth:
+            x = with_bias_input(h, 1 / np.sqrt(g / h.shape[1] + g.dtype.type(RMS_EPS)))
+    return out.transpose(1, 0, 2)
+
+
+# ----------------------------------------------------------------------------
+# Optimisers: Adam (the earlier NumPy run) and smoothed SGD with weight cost (Hinton's
+# code). Both update the flat vector in place; param_parts gives per-layer learning rates.
+# ----------------------------------------------------------------------------
+
+class Part(NamedTuple):
+    """A stretch of the flat parameter vector that shares one learning rate: one layer,
+    whose last n_bias entries are its biases (no weight cost on them)."""
+    start: int
+    stop: int
+    n_bias: int
+    lr: float
+
+
+@dataclass
+class SmoothedSGD:
+    """Hinton's code: avg_grad = s avg_grad + (1 - s) grad, then p -= lr (avg_grad + weight_cost p)."""
+    avg_grad: np.ndarray
+    smoothing: float = 0.9
+    weight_cost: float = 0.0
+
+
+ADAM_CHUNK = 65536       # elements per chunk: the chunk's arrays stay in L2 cache
+# Dead units get exactly zero gradients, so their Adam moments decay geometrically
+# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every GUARD_EVERY
+# steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76 exactly as it is
+# and rounds smaller values to multiples of 2^-123, flushing subnormals to 0. Between
+# guards m shrinks by at most 0.9^16 = 0.19, so a rounded value stays normal.
+SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
+GUARD_EVERY = 16
+
+
+# DEVIATION (baseline recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
+@dataclass
+class Adam:
+    """Adam (Kingma & Ba 2015) state over the flat vector. Stored scaled, m' = m / (1 - b1)
+    and v' = v / (1 - b2), so an update is m' = b1 m' + g, v' = b2 v' + g^2: two fewer
+    passes over memory; the constants move into the step size and epsilon."""
+    m: np.ndarray
+    v: np.ndarray
+    t: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+def adam_step(opt: Adam, params, grads, parts):
+    """One Adam step in place, in cache-sized chunks, over each Part at its own lr."""
+    opt.t += 1
+    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
+    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
+    # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
+    root = math.sqrt(c2 / (1 - opt.beta2))
+    eps = DTYPE(opt.eps * root)
+    guard = opt.t % GUARD_EVERY == 0
+    # CPU: cache-sized chunks; GPU: one chunk per part (each chunk costs kernel launches)
+    chunk = ADAM_CHUNK if isinstance(params, np.ndarray) else len(params)
+    scratch = np.empty(min(chunk, len(params)), DTYPE, like=params)
+    for part in parts:
+        inv_step = DTYPE(1 / (part.lr * (1 - opt.beta1) / c1 * root))
+        for lo in range(part.start, part.stop, chunk):
+            hi = min(lo + chunk, part.stop)
+            p, g, m, v, tmp = params[lo:hi], grads[lo:hi], opt.m[lo:hi], opt.v[lo:hi], scratch[:hi - lo]
+            m *= b1
+            m += g
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            v += tmp
+            if guard:
+                for state in (m, v):
+                    state += SUBNORMAL_GUARD
+                    state -= SUBNORMAL_GUARD
+            np.sqrt(v, out=tmp)
+            tmp += eps
+            tmp *= inv_step
+            np.divide(m, tmp, out=tmp)
+            p -= tmp
+
+
+def sgd_step(opt: SmoothedSGD, params, grads, parts):
+    """One smoothed-SGD step in place: avg_grad = s avg_grad + (1 - s) grad, then
+    p -= lr (avg_grad + weight_cost p), with no weight cost on a Part's biases. Overwrites grads."""
+    opt.avg_grad *= opt.avg_grad.dtype.type(opt.smoothing)
+    grads *= grads.dtype.type(1 - opt.smoothing)                     # grads is scratch from here
+    opt.avg_grad += grads
+    for start, stop, n_bias, lr in parts:
+        if opt.weight_cost:
+            params[start:stop - n_bias] *= params.dtype.type(1 - lr * opt.weight_cost)
+        np.multiply(opt.avg_grad[start:stop], params.dtype.type(lr), out=grads[start:stop])
+        params[start:stop] -= grads[start:stop]
+
+
+def param_parts(cfg: Config, lr: float) -> list:
+    """[Part] per layer of the flat vector: layer 0 at lr, the
+    others at lr * deep_lr_scale; each layer's biases are its last D_out entries."""
+    # DEVIATION (ours, off by default): slower deep layers keep their units alive under Adam.
+    parts, i = [], 0
+    for l, (d_in, d_out) in enumerate(zip(cfg.layer_sizes[:-1], cfg.layer_sizes[1:])):
+        n = (d_in + 1) * d_out
+        parts.append(Part(i, i + n, d_out, lr if l == 0 else lr * cfg.deep_lr_scale))
+        i += n
+    return parts
+
+
+def lr_at(cfg: Config, step: int, n_steps: int) -> float:
+    """Learning rate at a 0-based step. cooldown: constant for the first half of training,
+    then falling linearly to 0, as the gain in Hinton's code."""
+    # DEVIATION (Hinton's code): the gain falls at every step here, once per epoch there.
+    if cfg.lr_schedule == "cooldown" and step >= n_steps // 2:
+        return cfg.lr * (n_steps - step) / (n_steps - n_steps // 2)
+    return cfg.lr
+
+
+# ----------------------------------------------------------------------------
+# Training. train_epoch is the one place where training crosses between host and device:
+# the random draws are made on the host once per epoch and copied over, the statistics
+# are read back once per epoch (or at a progress tick); a step never waits on the device.
+# ----------------------------------------------------------------------------
+
+class NonFiniteLoss(FloatingPointError):
+    """The FF loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the last complete epoch was saved to `path` (None: not saved)."""
+    def __init__(self, path, epoch):
+        where = f"the state after epoch {epoch} is in {path}" if path else "nothing was saved"
+        super().__init__(f"interrupted; {where}")
+        self.path, self.epoch = path, epoch
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training: weights, optimiser states, random streams."""
+    net: Net
+    opt: Adam | SmoothedSGD
+    head_opt: SmoothedSGD | None
+    peer_means: list           # per layer, running mean activity of each unit (D_l,)
+    rngs: dict                 # order, negatives, jitter: one host stream each
+    epoch: int = 0
+
+
+RNG_STREAMS = ("order", "negatives", "jitter")
+
+
+def init_state(cfg: Config) -> TrainState:
+    """Fresh weights and optimisers; one SeedSequence spawns a stream for each use."""
+    rng_init, *streams = (np.random.default_rng(s)
+                          for s in np.random.SeedSequence(cfg.seed).spawn(1 + len(RNG_STREAMS)))
+    net = init_net(cfg.layer_sizes, rng_init, cfg.init, cfg.input_norm, cfg.softmax_head)
+    n = len(net.params)
+    opt = (Adam(np.zeros(n, DTYPE), np.zeros(n, DTYPE)) if cfg.optimizer == "adam" else
+           SmoothedSGD(np.zeros(n, DTYPE), cfg.smoothing, cfg.weight_cost))
+    head_opt = (SmoothedSGD(np.zeros(net.head.size, DTYPE), cfg.smoothing, cfg.head_weight_cost)
+                if cfg.softmax_head else None)
+    return TrainState(net, opt, head_opt, [np.full(d, PEER_START, DTYPE) for d in cfg.layer_sizes[1:]],
+                      dict(zip(RNG_STREAMS, streams)))
+
+
+class Batch(NamedTuple):
+    """One minibatch on the training device, with the random draw its negatives need."""
+    x: np.ndarray               # (B, 784) images
+    y_pos: np.ndarray           # (B,) true labels
+    draw: np.ndarray            # (B,) offsets in 1..9 (uniform negatives), else uniforms in [0, 1)
+
+
+def negative_labels(cfg: Config, net: Net, enc: Encoded, batch: Batch, logits) -> np.ndarray:
+    """The wrong label of each image, as cfg.neg_sampling says. (B,)"""
+    if cfg.neg_sampling == "softmax":                                # the head's logits before its update
+        return hard_labels(batch.y_pos, logits, batch.draw)
+    if cfg.neg_sampling in ("hard", "hard-first"):
+        # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone (~free).
+        depth = 1 if cfg.neg_sampling == "hard-first" else len(net.Wb)
+        per_unit = candidate_goodness(net, enc, depth, per_unit=True).sum(axis=2)
+        return hard_labels(batch.y_pos, per_unit, batch.draw)        # softmax of mean(h^2)
+    return wrong_labels(batch.y_pos, batch.draw)
+
+
+def train_step(state: TrainState, cfg: Config, batch: Batch, lr: float, grads):
+    """One minibatch: the head's neutral pass, the negatives, every layer's local gradient,
+    the update. No random draw, no host copy and no device wait, so the step can be
+    captured or fused on a GPU. Returns the per-layer stats (L, 3) (loss, g_pos / D,
+    g_neg / D) and the head's loss (or None) as arrays on the training device."""
+    net, rule = state.net, rule_of(cfg)
+    enc = encode(net, batch.x)                                       # layer 0's one image product
+    head_loss, logits = None, None
+    if net.head is not None:                                         # Hinton's code: neutral pass
+        feats = neutral_features(net, z0=layer0_neutral_z(net, enc))
+        head_loss, d_head, logits = head_loss_and_grad(net.head, feats, batch.y_pos)
+        sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
+                 [Part(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
+    y_neg = negative_labels(cfg, net, enc, batch, logits)
+    if cfg.step == "plain":
+        x_pos, x_neg = embed_label(batch.x, batch.y_pos), embed_label(batch.x, y_neg)
+        layer_grads, stats = ff_grads_plain(net, x_pos, x_neg, rule, state.peer_means)
+        for view, (dW, db) in zip(layer_views(grads, net.layer_sizes), layer_grads):
+            view[:-1], view[-1] = dW, db
+    else:
+        stats = ff_grads(net, enc, batch.y_pos, y_neg, rule, grads, state.peer_means)
+    optimizer_step = adam_step if cfg.optimizer == "adam" else sgd_step
+    optimizer_step(state.opt, net.params, grads, param_parts(cfg, lr))
+    return stats, head_loss
+
+
+def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+    """Shift each 28x28 image by its own random (dy, dx) in [-max_shift, max_shift]^2, zero fill
+    (Hinton 2022, sec. 3.3: up to two pixels each way). The shifts are drawn on the host; x
+    may live on the device, where the images of each shift are gathered through one index
+    array copied over."""
+    n, side = len(x), 2 * max_shift + 1
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    code = (shifts[:, 0] + max_shift) * side + shifts[:, 1] + max_shift   # (n,) in 0..side^2 - 1
+    by_code = np.argsort(code, kind="stable")                        # each shift's images, in order
+    starts = np.searchsorted(code[by_code], np.arange(side * side + 1))
+    by_code = np.asarray(by_code, like=x)                            # to the device, if any
+    images = x.reshape(n, 28, 28)
+    out = np.zeros_like(images)
+    for k in range(side * side):
+        dy, dx = k // side - max_shift, k % side - max_shift
+        idx = by_code[starts[k]:starts[k + 1]]
+        src = images[idx, max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
+        out[idx, max(0, dy):28 - max(0, -dy), max(0, dx):28 - max(0, -dx)] = src
+    return out.reshape(n, N_PIXELS)
+
+
+def epoch_draws(state: TrainState, cfg: Config, n: int):
+    """The epoch's random draws, on the host, from the same streams in the same calls as
+    one batch at a time: the order (n,) and each sample's Batch.draw (n,)."""
+    order = state.rngs["order"].permutation(n)
+    rng, B = state.rngs["negatives"], cfg.batch_size
+    sizes = [min(B, n - i) for i in range(0, n, B)]
+    if cfg.neg_sampling == "uniform":
+        draws = [rng.integers(1, N_CLASSES, size=k) for k in sizes]
+    else:
+        draws = [rng.random(k) for k in sizes]
+    return order, np.concatenate(draws)
+
+
+def check_finite(sums, epoch: int, first: int, last: int):
+    """sums: the host copy of the running stats (L, 3); names the batches since the last check."""
+    if not np.isfinite(sums[:, 0]).all():
+        raise NonFiniteLoss(f"the FF loss became non-finite in epoch {epoch + 1}, between "
+                            f"batches {first + 1} and {last} (try a smaller --lr)")
+
+
+def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
+    """One pass over (x, y), arrays on the training device, in shuffled minibatches. Returns
+    the epoch's mean (loss, g_pos / D, g_neg / D) per layer (L, 3) and the head's mean loss.
+    Host -> device: the order and the negatives' draws (and the jitter index), once; device
+    -> host: the stats, once (and at each progress(i, n_batches) tick, about once a second)."""
+    n, B = len(x), cfg.batch_size
+    if cfg.jitter:
+        x = jitter_images(x, state.rngs["jitter"], cfg.jitter)
+    order, draw = (np.asarray(a, like=x) for a in epoch_draws(state, cfg, n))
+    n_batches = math.ceil(n / B)
+    n_steps = n_batches * cfg.n_epochs
+    grads = np.empty_like(state.net.params)
+    sums, head_sum = np.zeros((len(state.net.Wb), 3), like=x), np.zeros((), like=x)
+    checked, shown = 0, time.monotonic()
+    for i in range(n_batches):
+        rows = slice(i * B, (i + 1) * B)
+        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
+        stats, head_loss = train_step(state, cfg, Batch(x[order[rows]], y[order[rows]], draw[rows]),
+                                      lr, grads)
+        sums += stats
+        if head_loss is not None:
+            head_sum += head_loss
+        if progress and time.monotonic() - shown > 1:
+            check_finite(to_host(sums), state.epoch, checked, i + 1)
+            checked = i + 1
+            progress(i + 1, n_batches)
+            shown = time.monotonic()
+    sums = to_host(sums)
+    check_finite(sums, state.epoch, checked, n_batches)
+    head_mean = float(to_host(head_sum)) / n_batches if state.net.head is not None else math.nan
+    state.epoch += 1
+    return sums / n_batches, head_mean
+
+
+def new_history():
+    return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "head_loss": [], "train_acc": [],
+            "test_acc": [], "seconds": []}
+
+
+def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print,
+          checkpoint=None, resume=None, interrupted_to=None, xp=None):
+    """Train an FF net on (x_train, y_train) (host arrays) as cfg says; return (net, history).
+
+    evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch with
+    cfg.predict_mode. callback(epoch, net, history) runs after each epoch.
+    checkpoint: path written atomically after every epoch (and on Ctrl-C);
+    resume: a checkpoint to continue from (same training config; n_epochs may grow);
+    interrupted_to: where Ctrl-C saves the last epoch when there is no checkpoint (None:
+    nowhere). xp: the array module (default: cfg.device's); the data go to it once.
+    """
+    if resume:
+        state, history = load_checkpoint(resume, cfg)
+        if log:
+            log(f"resumed from {resume} after epoch {state.epoch}")
+    else:
+        state, history = init_state(cfg), new_history()
+    xp = array_module(cfg.device) if xp is None else xp
+    state = to_device(state, xp)
+    x_dev, y_dev = xp.asarray(x_train), xp.asarray(y_train)
+    progress = None
+    if log and sys.stderr.isatty():
+        def progress(i, n):
+            print(f"\r  epoch {state.epoch + 1}: batch {i}/{n}", end="", file=sys.stderr, flush=True)
+    snapshot = checkpoint_arrays(state, cfg, history)
+    try:
+        for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
+            t0 = time.perf_counter()
+            means, head_loss = train_epoch(state, cfg, x_dev, y_dev, progress)
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            history["epoch"].append(epoch)
+            for k, column in (("loss", 0), ("g_pos", 1), ("g_neg", 2)):
+                history[k].append(means[:, column].tolist())
+            history["head_loss"].append(head_loss)
+            if evaluation is not None:
+                (xa, ya), (xb, yb) = evaluation
+                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
+                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
+            history["seconds"].append(time.perf_counter() - t0)
+            snapshot = checkpoint_arrays(state, cfg, history)
+            if checkpoint:
+                atomic_savez(checkpoint, snapshot)
+            if log:
+                log(epoch_line(epoch, cfg.n_epochs, history, "val" if cfg.val_split else "test"))
+            if callback:
+                callback(epoch, state.net, history)
+    except KeyboardInterrupt:
+        path = checkpoint or interrupted_to
+        if path:
+            atomic_savez(path, snapshot)
+        raise Interrupted(path, int(snapshot["epoch"])) from None
+    return state.net, history
+
+
+def epoch_line(epoch, n_epochs, history, held_out="test"):
+    """One fixed-width progress line: per-layer loss and goodness per unit, accuracies on the
+    training subset and the held-out set ("test", or "val" with --val-split), time, ETA."""
+    layers = " ".join(f"L{l} {lo:.3f} {gp:5.2f}/{gn:5.2f}" for l, (lo, gp, gn) in
+                      enumerate(zip(history["loss"][-1], history["g_pos"][-1], history["g_neg"][-1])))
+    head = "" if math.isnan(history["head_loss"][-1]) else f" head {history['head_loss'][-1]:.3f}"
+    acc = ""
+    if history["train_acc"]:
+        acc = f" | train {100 * history['train_acc'][-1]:6.2f}% {held_out} {100 * history['test_acc'][-1]:6.2f}%"
+    eta = np.mean(history["seconds"]) * (n_epochs - epoch)
+    return f"epoch {epoch:3d}/{n_epochs} | {layers}{head}{acc} | {history['seconds'][-1]:5.1f}s ETA {eta:4.0f}s"
+
+
+# ----------------------------------------------------------------------------
+# Prediction: try every label, sum goodness, take the argmax (or ask the softmax head).
+# ----------------------------------------------------------------------------
+
+PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
+
+
+def readout_layers(mode: str, n_layers: int):
+    """Which layers' goodness a read-out sums; Hinton 2022 skips the first."""
+    layers = {"all": list(range(n_layers)), "first": [0], "skip-first": list(range(1, n_layers))}
+    if mode not in layers:
+        raise ValueError(f"read-out {mode!r} does not sum goodness (one of {', '.join(layers)})")
+    return layers[mode]
+
+
+def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
+    """Goodness sum(h^2) of every layer for every candidate label. (N, 784) -> (N, 10, L)
+
+    With `layers`, only the layers up to the last one named are computed, and the
+    result holds just those layers, in order. x is a host array; so is the result.
+    """
+    depth = len(net.Wb) if layers is None else max(layers) + 1
+    out = np.empty((len(x), N_CLASSES, depth), DTYPE)
+    for c in range(0, len(x), PREDICT_CHUNK):
+        chunk = np.asarray(x[c:c + PREDICT_CHUNK], like=net.params)      # to the net's device
+        out[c:c + len(chunk)] = to_host(candidate_goodness(net, encode(net, chunk), depth))
+    return out if layers is None else out[:, :, layers]
+
+
+def goodness_per_unit(net: Net, x: np.ndarray) -> np.ndarray:
+    """label_goodness divided by each layer's width: mean(h^2), comparable with theta.
+    (N, 784) -> (N, 10, L)"""
+    return label_goodness(net, x) / np.asarray(net.layer_sizes[1:], dtype=DTYPE)
+
+
+def readout_goodness(net: Net, x: np.ndarray, mode: str) -> np.ndarray:
+    """Goodness of a read-out's layers for each candidate label, per unit: the sum over its
+    layers of sum(h^2), divided by their units. Its argmax is the read-out's prediction;
+    for one layer it is mean(h^2). (N, 784) -> (N, 10)"""
+    layers = readout_layers(mode, len(net.Wb))
+    units = sum(net.layer_sizes[l + 1] for l in layers)
+    return label_goodness(net, x, layers).sum(axis=2) / DTYPE(units)
+
+
+def head_logits(net: Net, x: np.ndarray) -> np.ndarray:
+    """The softmax head's logits, from a neutral-label pass. (N, 784) -> (N, 10)"""
+    out = np.empty((len(x), N_CLASSES), DTYPE)
+    for c in range(0, len(x), PREDICT_CHUNK):
+        chunk = np.asarray(embed_neutral_label(x[c:c + PREDICT_CHUNK]), like=net.params)
+        out[c:c + len(chunk)] = to_host(neutral_features(net, chunk) @ net.head)
+    return out
+
+
+def readout_available(mode: str, net: Net) -> bool:
+    return net.head is not None if mode == "softmax" else mode != "skip-first" or len(net.Wb) > 1
+
+
+def predict(net: Net, x: np.ndarray, mode: str = "all") -> np.ndarray:
+    """Predicted labels (N,) by one read-out."""
+    if mode == "softmax":
+        return head_logits(net, x).argmax(axis=1)
+    return label_goodness(net, x, readout_layers(mode, len(net.Wb))).sum(axis=2).argmax(axis=1)
+
+
+def accuracy(net, x, y, mode="all") -> float:
+    return float((predict(net, x, mode) == y).mean())
+
+
+def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
+    """Per layer, units never active on x carrying its true labels."""
+    alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
+    for c in range(0, len(x), PREDICT_CHUNK):
+        chunk = np.asarray(embed_label(x[c:c + PREDICT_CHUNK], y[c:c + PREDICT_CHUNK]), like=net.params)
+        for l, h in enumerate(forward(net, chunk)[1]):
+            alive[l] |= to_host((h > 0).any(axis=0))
+    return [int((~a).sum()) for a in alive]
+
+
+def evaluate(net: Net, x, y, headline_mode="all") -> dict:
+    """Accuracy of every available read-out, per-class accuracy and dead units on (x, y)."""
+    g = label_goodness(net, x)
+    preds = {m: g[:, :, readout_layers(m, len(net.Wb))].sum(axis=2).argmax(axis=1)
+             for m in ("all", "first", "skip-first") if readout_available(m, net)}
+    if net.head is not None:
+        preds["softmax"] = head_logits(net, x).argmax(axis=1)
+    pred = preds[headline_mode]
+    per_class = {str(k): {"correct": int(((pred == y) & (y == k)).sum()),
+                          "total": int((y == k).sum())} for k in range(N_CLASSES)}
+    correct = int((pred == y).sum())
+    return {"test_accuracy": correct / len(y), "test_correct": correct, "test_total": len(y),
+            "predict_mode": headline_mode, "per_class": per_class,
+            "prediction_modes": {m: float((p == y).mean()) for m, p in preds.items()},
+            "dead_units": dead_units(net, x, y)}
+
+
+# ----------------------------------------------------------------------------
+# Machinery: the device switch. The method's functions are written against the NumPy
+# API; CuPy arrays take them over through NumPy's dispatch (__array_ufunc__,
+# __array_function__, like=). Random draws stay on the host (train_epoch).
 # ----------------------------------------------------------------------------
 
 class DeviceError(Exception):
@@ -84,82 +1041,19 @@ def to_host(a):
     return a if isinstance(a, np.ndarray) else a.get()
 
 
-# ----------------------------------------------------------------------------
-# Config: one field per CLI flag; the recipes below set their defaults.
-# ----------------------------------------------------------------------------
-
-def option(default, help, eval_only=False, **argparse_kwargs):
-    """A Config field with its --help text; eval_only fields never change what is learned."""
-    meta = {"help": help, "eval_only": eval_only, **argparse_kwargs}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass
-class Config:
-    """Everything that defines a run. Defaults are the earlier NumPy run (SEED.md)."""
-    recipe: str = option("baseline", "preset of the settings below: baseline (the earlier NumPy run: Adam, "
-                         "raw pixels) or hinton (Hinton's released code); explicit flags win",
-                         choices=("baseline", "hinton"))
-    seed: int = option(0, "seed of the one random generator")
-    n_epochs: int = option(30, "training epochs")
-    layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
-    batch_size: int = option(128, "minibatch size (positives; as many negatives)")
-    optimizer: str = option("adam", "adam, or sgd: SGD on gradients smoothed over minibatches "
-                            "(g = s g + (1 - s) grad) with weight cost", choices=("adam", "sgd"))
-    lr: float = option(0.003, "learning rate")
-    lr_schedule: str = option("constant", "constant, or cooldown: constant for half the steps, "
-                              "then linear to 0", choices=("constant", "cooldown"))
-    deep_lr_scale: float = option(1.0, "learning-rate multiplier of every layer after the first")
-    smoothing: float = option(0.9, "sgd: gradient smoothing s")
-    weight_cost: float = option(0.0, "sgd: weight decay per unit of lr (not on biases)")
-    init: str = option("uniform", "uniform: U(+-1/sqrt(fan_in)) weights and biases; normal: "
-                       "N(0, 1/fan_in) weights, zero biases", choices=("uniform", "normal"))
-    input_norm: str = option("none", "none: raw [0, 1] pixels; rms: each input row (label "
-                             "included) scaled to mean square 1", choices=("none", "rms"))
-    threshold: float = option(2.0, "theta: a sample is positive when mean(h^2) > theta")
-    logit_scale: str = option("1", "p(positive) = sigmoid(k (mean(h^2) - theta)); k = 1, or D "
-                              "(= sigmoid(sum(h^2) - theta D), Hinton's code)", choices=("1", "D"))
-    peer_norm: float = option(0.0, "peer normalisation strength lambda: pulls each unit's running "
-                              "mean activity toward its layer's mean (0: off)")
-    peer_gate: str = option("relu", "relu: the peer term only reaches active units; none: every "
-                            "unit (Hinton's code; revives dead units)", choices=("relu", "none"))
-    neg_sampling: str = option("uniform", "wrong labels: uniform; hard: by softmax of mean(h^2) "
-                               "summed over layers; hard-first: of layer 0; softmax: by the softmax "
-                               "head", choices=("uniform", "hard", "hard-first", "softmax"))
-    softmax_head: bool = option(False, "train a linear softmax on the normalised activities of "
-                                "the layers after the first, with a neutral label (0.1 each)")
-    head_lr: float = option(0.1, "softmax head: learning rate (smoothed SGD)")
-    head_weight_cost: float = option(0.003, "softmax head: weight cost")
-    jitter: int = option(0, "shift each training image by up to N px each epoch (0: off; "
-                         "the flag alone: 2)")
-    train_subset: int | None = option(None, "train on the first N of the 60000 training images")
-    val_split: int = option(0, "hold out the last N training images and evaluate on them "
-                            "instead of the test set (for tuning)")
-    device: str = option("cpu", "cpu (NumPy), or cuda: the same code on an NVIDIA GPU through "
-                         "CuPy (pip install cupy-cuda12x)", eval_only=True, choices=("cpu", "cuda"))
-    eval_subset: int = option(2000, "training and test images scored after every epoch",
-                              eval_only=True)
-    full_test: bool = option(False, "final report on all 10000 test images", eval_only=True)
-    predict_mode: str = option("all", "read-out of the headline: goodness of all layers, the "
-                               "first, all but the first, or the softmax head", eval_only=True,
-                               choices=READOUTS)
-
-
-RECIPES = {
-    "baseline": {},
-    # Hinton's released code (ffnew.m): smoothed SGD with weight cost, RMS-normalised
-    # input, sum(h^2) against D, ungated peer normalisation, negatives from a softmax
-    # on a neutral-label pass, the read-out of the layers after the first.
-    "hinton": {"optimizer": "sgd", "lr": 0.01, "lr_schedule": "cooldown", "batch_size": 100,
-               "smoothing": 0.9, "weight_cost": 0.001, "init": "normal", "input_norm": "rms",
-               "threshold": 1.0, "logit_scale": "D", "peer_norm": 0.03, "peer_gate": "none",
-               "neg_sampling": "softmax", "softmax_head": True, "head_lr": 0.1,
-               "head_weight_cost": 0.003, "predict_mode": "skip-first"},
-}
-# A checkpoint continues only a run whose training fields match (n_epochs may grow).
-TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["eval_only"])
+def to_device(state: TrainState, xp) -> TrainState:
+    """The training state with its arrays moved to xp's device (unchanged for NumPy)."""
+    if xp is np:
+        return state
+    net = state.net
+    state.net = Net(net.layer_sizes, xp.asarray(net.params), net.input_norm,
+                    None if net.head is None else xp.asarray(net.head))
+    for opt in (o for o in (state.opt, state.head_opt) if o is not None):
+        for k, v in vars(opt).items():
+            if isinstance(v, np.ndarray):
+                setattr(opt, k, xp.asarray(v))
+    state.peer_means = [xp.asarray(r) for r in state.peer_means]
+    return state
 
 
 # ----------------------------------------------------------------------------
@@ -196,6 +1090,7 @@ def mnist_dir(data_dir=None) -> Path:
 def download(name: str, folder: Path, mirrors) -> Path:
     """Fetch name.gz into folder; written to a temporary name, renamed when complete."""
     target = folder / f"{name}.gz"
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     reasons = []
     for base in mirrors:
         try:
@@ -206,6 +1101,11 @@ def download(name: str, folder: Path, mirrors) -> Path:
             return target
         except OSError as e:  # URLError, timeouts and unwritable folders are all OSErrors
             reasons.append(f"{base}: {getattr(e, 'reason', e)}")
+    for p in made:                                   # leave no empty folder behind
+        try:
+            p.rmdir()
+        except OSError:
+            pass
     raise DataError(
         f"{target} is missing and could not be downloaded "
         f"({'; '.join(reasons) or 'no download mirror configured'}). "
@@ -267,767 +1167,8 @@ def load_mnist(data_dir=None, checksums=None, mirrors=None):
 
 
 # ----------------------------------------------------------------------------
-# Label encoding: one-hot in the first 10 pixels (MNIST's empty top-left row).
-# ----------------------------------------------------------------------------
-
-def embed_label(x: np.ndarray, y) -> np.ndarray:
-    """Copy of x (N, 784) with pixels 0..9 overwritten by one_hot(y) (value 1.0)."""
-    x = np.array(x, dtype=x.dtype, copy=True)
-    x[:, :LABEL_SLOT] = 0
-    x[np.arange(len(x)), np.asarray(y)] = 1
-    return x
-
-
-def embed_neutral_label(x: np.ndarray) -> np.ndarray:
-    """Copy of x with 0.1 in every label pixel (Hinton's code: the 'neutral label')."""
-    x = np.array(x, dtype=x.dtype, copy=True)
-    x[:, :LABEL_SLOT] = NEUTRAL_LABEL
-    return x
-
-
-def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
-    """Shift each 28x28 image by its own random (dy, dx) in [-max_shift, max_shift]^2, zero fill.
-
-    Hinton 2022 (sec. 3.3) jitters by up to two pixels in each direction.
-    """
-    n = len(x)
-    images = x.reshape(n, 28, 28)
-    out = np.zeros_like(images)
-    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
-    for dy in range(-max_shift, max_shift + 1):
-        for dx in range(-max_shift, max_shift + 1):
-            idx = np.flatnonzero((shifts[:, 0] == dy) & (shifts[:, 1] == dx))
-            src = images[idx, max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
-            out[idx, max(0, dy):28 - max(0, -dy), max(0, dx):28 - max(0, -dx)] = src
-    return out.reshape(n, N_PIXELS)
-
-
-def draw_wrong_labels(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A label drawn uniformly from the 9 wrong ones, per sample (never the true one)."""
-    return (y + rng.integers(1, N_CLASSES, size=len(y))) % N_CLASSES
-
-
-def draw_hard_labels(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A wrong label per sample drawn with probability softmax(scores) over the 9 wrong ones.
-
-    scores: (N, 10), e.g. the goodness of each candidate label or the softmax head's
-    logits, so the wrong labels the network finds most convincing are drawn most often.
-    """
-    z = np.asarray(scores, dtype=np.float64).copy()
-    z[np.arange(len(y)), y] = -np.inf                            # never the true label
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    cdf = np.cumsum(p, axis=1)
-    u = rng.random(len(y))[:, None] * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), N_CLASSES - 1)
-
-
-# ----------------------------------------------------------------------------
-# The network: one flat float32 vector; layer l is the view [W_l; b_l] of shape
-# (D_in + 1, D_out), so a constant 1 appended to the input computes x W + b.
-# ----------------------------------------------------------------------------
-
-@dataclass
-class Net:
-    """The FF stack: Wb[l] = [W_l; b_l] (D_l + 1, D_{l+1}), all views into `params`.
-
-    input_norm says how an input row is read (none, or rms); head is the optional
-    softmax read-out (sum of D_l for l >= 1, 10).
-    """
-    layer_sizes: list
-    params: np.ndarray
-    input_norm: str = "none"
-    head: np.ndarray | None = None
-    Wb: list = field(init=False, repr=False)
-
-    def __post_init__(self):
-        self.Wb = layer_views(self.params, self.layer_sizes)
-
-    @property
-    def W(self):
-        return [Wb[:-1] for Wb in self.Wb]
-
-    @property
-    def b(self):
-        return [Wb[-1] for Wb in self.Wb]
-
-
-def layer_views(flat: np.ndarray, layer_sizes) -> list:
-    """Split a flat vector into the per-layer [W; b] views."""
-    views, i = [], 0
-    for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]):
-        views.append(flat[i:i + (d_in + 1) * d_out].reshape(d_in + 1, d_out))
-        i += (d_in + 1) * d_out
-    return views
-
-
-def n_params(layer_sizes) -> int:
-    return sum((a + 1) * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-
-
-def head_width(layer_sizes) -> int:
-    """Inputs of the softmax head: the hidden layers after the first."""
-    return sum(layer_sizes[2:])
-
-
-def init_net(layer_sizes, rng: np.random.Generator, init="uniform", input_norm="none",
-             softmax_head=False) -> Net:
-    """uniform: U(+-1/sqrt(fan_in)) weights and biases, as torch.nn.Linear's default.
-    normal: N(0, 1/fan_in) weights and zero biases, as Hinton's code."""
-    # DEVIATION (baseline recipe): the paper does not give its initialisation.
-    net = Net(list(layer_sizes), np.empty(n_params(layer_sizes), DTYPE), input_norm,
-              np.zeros((head_width(layer_sizes), N_CLASSES), DTYPE) if softmax_head else None)
-    for Wb in net.Wb:
-        fan_in = Wb.shape[0] - 1
-        if init == "normal":
-            Wb[:-1] = rng.standard_normal(Wb[:-1].shape) / math.sqrt(fan_in)
-            Wb[-1] = 0
-        else:
-            Wb[...] = rng.uniform(-1, 1, size=Wb.shape) / math.sqrt(fan_in)
-    return net
-
-
-# ----------------------------------------------------------------------------
-# Layer numerics, the plain form: what each layer computes and how it learns.
-# ----------------------------------------------------------------------------
-
-def relu(z):
-    return np.maximum(z, 0)
-
-
-def goodness(h: np.ndarray) -> np.ndarray:
-    """Hinton 2022, sec. 2: goodness = the sum of the squared activities. (N, D) -> (N,)"""
-    return np.einsum("ij,ij->i", h, h)
-
-
-def rms_normalize(h: np.ndarray) -> np.ndarray:
-    """Scale each row to mean square 1 (Hinton 2022, sec. 2.1): the next layer sees the
-    direction of the activity vector, not its length, so it cannot read this goodness."""
-    return h / np.sqrt((h * h).mean(axis=1, keepdims=True) + h.dtype.type(RMS_EPS))
-
-
-def ff_logit(g: np.ndarray, n_units: int, theta: float, logit_scale: str) -> np.ndarray:
-    """Log-odds that a sample is positive: k (g / D - theta), k = 1 or D.
-
-    k = 1 compares mean(h^2) with theta (the earlier NumPy run); k = D gives
-    sum(h^2) - theta D, the D times sharper logistic of Hinton's code (theta 1).
-    """
-    slope = logit_slope(n_units, logit_scale)                        # k / D
-    return g.dtype.type(slope) * g - g.dtype.type(slope * n_units * theta)
-
-
-def logit_slope(n_units: int, logit_scale: str) -> float:
-    """d logit / d g = k / D: 1 / D for k = 1, 1 for k = D."""
-    return 1.0 if logit_scale == "D" else 1.0 / n_units
-
-
-def softplus(x):
-    return np.logaddexp(x.dtype.type(0), x)
-
-
-def sigmoid(x):
-    return x.dtype.type(0.5) * np.tanh(x.dtype.type(0.5) * x) + x.dtype.type(0.5)  # stable
-
-
-def ff_loss(logit_pos, logit_neg):
-    """Mean -log p(correct decision) over the positives and negatives of a batch."""
-    n = len(logit_pos) + len(logit_neg)
-    return (softplus(-logit_pos).sum() + softplus(logit_neg).sum()) / n
-
-
-def dloss_dlogit(logit_pos, logit_neg):
-    """d ff_loss / d logit: -(1 - p) / n for each positive, p / n for each negative."""
-    n = len(logit_pos) + len(logit_neg)
-    return -sigmoid(-logit_pos) / n, sigmoid(logit_neg) / n
-
-
-def dloss_dz(h, dl_dg):
-    """dL/dz for z the pre-activation: dL/dg * dg/dz, dg/dz = 2 h (0 where the ReLU is off)."""
-    return 2 * h * dl_dg[:, None]
-
-
-def peer_means_update(r, h_pos):
-    """Running mean of each unit's activity on positive data (Hinton's code). (D,)"""
-    return PEER_DECAY * r + (1 - PEER_DECAY) * h_pos.mean(axis=0)
-
-
-def peer_dz(r, h_pos, strength, gate):
-    """Peer normalisation (Hinton 2022, sec. 3.5; his code): each positive row's dL/dz gets
-    strength (r_j - mean(r)) / B, pulling every unit's mean activity toward its layer's.
-    Hinton does not gate it by the ReLU ("none"): a dead unit still gets pushed back on.
-    With gate "relu" it only reaches active units. (B, D)"""
-    term = (strength / len(h_pos)) * (r - r.mean())
-    mask = h_pos > 0 if gate == "relu" else np.ones_like(h_pos, dtype=bool)
-    return mask * term.astype(h_pos.dtype)
-
-
-def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
-    """How layer 0 reads a labelled input row: as it is, or scaled to mean square 1."""
-    # DEVIATION (baseline recipe): raw pixels; Hinton's code normalises the input ("rms").
-    return rms_normalize(x) if input_norm == "rms" else x
-
-
-def ff_grads_plain(net: Net, x_pos, x_neg, cfg: Config, peer_means=None):
-    """The method, one layer after another, as section 3.3 describes it.
-
-    x_pos, x_neg: (B, 784) images carrying their true and a wrong label. Every layer
-    learns from its own input and output: no gradient crosses a layer. Returns per layer
-    ([(dW, db)], [(loss, mean g_pos / D, mean g_neg / D)]); peer_means are updated.
-    """
-    x_pos = first_layer_inputs(x_pos, net.input_norm)
-    x_neg = first_layer_inputs(x_neg, net.input_norm)
-    grads, stats = [], []
-    for l, (W, b) in enumerate(zip(net.W, net.b)):
-        D = W.shape[1]
-        h_pos, h_neg = relu(x_pos @ W + b), relu(x_neg @ W + b)                 # forward
-        g_pos, g_neg = goodness(h_pos), goodness(h_neg)                         # goodness
-        logit_pos = ff_logit(g_pos, D, cfg.threshold, cfg.logit_scale)
-        logit_neg = ff_logit(g_neg, D, cfg.threshold, cfg.logit_scale)
-        dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                     # dL/dlogit
-        slope = logit_slope(D, cfg.logit_scale)                                 # dlogit/dg
-        dz_pos = dloss_dz(h_pos, dl_pos * slope)                                # dL/dz
-        dz_neg = dloss_dz(h_neg, dl_neg * slope)
-        if cfg.peer_norm:
-            peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
-            dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, cfg.peer_norm, cfg.peer_gate)
-        grads.append((x_pos.T @ dz_pos + x_neg.T @ dz_neg,                      # local gradient
-                      dz_pos.sum(axis=0) + dz_neg.sum(axis=0)))
-        stats.append((float(ff_loss(logit_pos, logit_neg)), float(g_pos.mean() / D),
-                       float(g_neg.mean() / D)))
-        x_pos, x_neg = rms_normalize(h_pos), rms_normalize(h_neg)               # next input
-    return grads, stats
-
-
-# ----------------------------------------------------------------------------
-# The same step, fast. Each speed-up is one named piece, tested against the plain form:
-#   1. bias as a weight row: inputs carry a constant 1, so [x, 1] [W; b] = x W + b and
-#      one product gives the weight and bias gradients together;
-#   2. label-slot identity at layer 0: [s x_img + s e_y] W = s x_img W + s W[y], so one
-#      image product serves the positive, negative and neutral copies (s: the row's scale);
-#   3. positives and negatives stacked into one (2B, D) product per layer above 0;
-#   4. product orientation: (Wb^T x^T)^T: 1.3x faster on an Intel Xeon, even on an AMD EPYC;
-#   5. dL/dz written over h, and the next input built in place.
-# ----------------------------------------------------------------------------
-
-def label_scale(x_img: np.ndarray, input_norm: str, label_energy: float = 1.0) -> np.ndarray:
-    """Per row, the factor first_layer_inputs applies to x_img with its label slot holding
-    a label of squared norm label_energy (1 for a one-hot, 10 * 0.1^2 for the neutral
-    label). x_img has an empty label slot. (B,), or None for raw pixels (a factor of 1)."""
-    if input_norm != "rms":
-        return None
-    mean_sq = (goodness(x_img) + x_img.dtype.type(label_energy)) / N_PIXELS
-    return 1 / np.sqrt(mean_sq + x_img.dtype.type(RMS_EPS))
-
-
-def with_bias_input(x: np.ndarray, scale=None) -> np.ndarray:
-    """[scale * x, 1]: rows scaled, a constant 1 appended (speed-up 1). (N, D) -> (N, D + 1)"""
-    out = np.empty((len(x), x.shape[1] + 1), x.dtype, like=x)
-    np.multiply(x, 1 if scale is None else scale[:, None], out=out[:, :-1])
-    out[:, -1] = 1
-    return out
-
-
-def training_inputs(x: np.ndarray, input_norm: str):
-    """Images as the fast step takes them: x_in = [s x_img, 1], x_img being x with its
-    label slot zeroed and s its scale for a one-hot label. Returns x_in (B, 785), s, x_img."""
-    x_img = np.array(x, copy=True)
-    x_img[:, :LABEL_SLOT] = 0
-    s = label_scale(x_img, input_norm)
-    return with_bias_input(x_img, s), s, x_img
-
-
-def stacked_product(x: np.ndarray, Wb: np.ndarray) -> np.ndarray:
-    """x Wb written (Wb^T x^T)^T (speed-up 4): with 2B = 256 rows and D = 2000, OpenBLAS
-    ran (D, K) x (K, 2B) 1.3x faster than (2B, K) x (K, D) on an Intel Xeon; on an AMD
-    EPYC the two are within 5%. (N, K) -> (N, D)"""
-    return (Wb.T @ x.T).T
-
-
-def first_layer_z(a0: np.ndarray, Wb0: np.ndarray, labels: np.ndarray, s: np.ndarray):
-    """Pre-activations of layer 0 for each image carrying each of `labels` (speed-up 2).
-
-    a0 = [s x_img, 1] Wb0 (B, D) is shared; the label pixel (value s) adds s W0[y].
-    labels (kB,) repeat the batch k times. (kB, D)
-    """
-    B = len(a0)
-    z = np.take(Wb0[:LABEL_SLOT], labels, axis=0)                   # (kB, D)
-    if s is not None:
-        z.reshape(-1, B, z.shape[1])[...] *= s[:, None]
-    z.reshape(-1, B, z.shape[1])[...] += a0
-    return z
-
-
-def neutral_first_layer_z(a0, Wb0, s, s_neutral):
-    """Layer 0 pre-activation with the neutral label, from the same a0 (speed-up 2). (B, D)"""
-    label_part = NEUTRAL_LABEL * Wb0[:LABEL_SLOT].sum(axis=0)       # (D,)
-    if s is None:
-        return a0 + label_part
-    b0 = Wb0[-1]
-    return (a0 - b0) * (s_neutral / s)[:, None] + s_neutral[:, None] * label_part + b0
-
-
-def ff_grads(net: Net, x_in, s, a0, y_pos, y_neg, cfg: Config, grads, peer_means=None):
-    """ff_grads_plain with speed-ups 1-5: the local gradients of every layer for one batch,
-    written into the flat vector `grads` (same layout as net.params).
-
-    x_in, s: from training_inputs; a0 = x_in @ Wb0 (B, D1). Returns per-layer stats.
-    """
-    B = len(y_pos)
-    labels = np.concatenate([y_pos, y_neg])                          # (2B,)
-    grad_views = layer_views(grads, net.layer_sizes)
-    stats, x = [], None
-    for l, Wb in enumerate(net.Wb):
-        D = Wb.shape[1]
-        h = first_layer_z(a0, Wb, labels, s) if l == 0 else stacked_product(x, Wb)
-        np.maximum(h, 0, out=h)                                      # (2B, D), rows: pos, neg
-        g = goodness(h)
-        logit = ff_logit(g, D, cfg.threshold, cfg.logit_scale)
-        stats.append((float(ff_loss(logit[:B], logit[B:])), float(g[:B].mean() / D),
-                      float(g[B:].mean() / D)))
-        x_prev = x
-        if l + 1 < len(net.Wb):                                      # next input, no gradient back
-            x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
-        slope = g.dtype.type(logit_slope(D, cfg.logit_scale))               # dlogit/dg
-        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * slope
-        if cfg.peer_norm:
-            peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
-            peer = peer_dz(peer_means[l], h[:B], cfg.peer_norm, cfg.peer_gate)
-        dz = np.multiply(h, (2 * dl_dg)[:, None], out=h)             # dL/dz over h (speed-up 5)
-        if cfg.peer_norm:
-            dz[:B] += peer
-        if l == 0:
-            # both copies share the image rows; each label row gets its samples' s dz
-            np.matmul(x_in.T, dz[:B] + dz[B:], out=grad_views[0])
-            onehot = (np.arange(N_CLASSES, like=dz)[:, None] == labels).astype(dz.dtype)  # (10, 2B)
-            label_dz = dz if s is None else dz * np.concatenate([s, s])[:, None]
-            np.matmul(onehot, label_dz, out=grad_views[0][:LABEL_SLOT])
-        else:
-            np.matmul(x_prev.T, dz, out=grad_views[l])
-    return stats
-
-
-# ----------------------------------------------------------------------------
-# The softmax head (Hinton's code): a linear softmax on the normalised activities of the
-# layers after the first, computed with a neutral label. It picks hard negatives in
-# training and is a fourth read-out.
-# ----------------------------------------------------------------------------
-
-def neutral_features(net: Net, z0: np.ndarray) -> np.ndarray:
-    """Normalised activities of layers 1.. from layer 0's neutral pre-activation. (B, F)"""
-    x = rms_normalize(relu(z0))
-    feats = []
-    for W, b in zip(net.W[1:], net.b[1:]):
-        x = rms_normalize(relu(x @ W + b))
-        feats.append(x)
-    return np.concatenate(feats, axis=1)
-
-
-def head_loss_and_grad(head, feats, y):
-    """Cross-entropy of softmax(feats head) and its gradient wrt head. (), (F, 10), logits"""
-    logits = feats @ head                                            # (B, 10)
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    rows = np.arange(len(y), like=p)
-    loss = float(-np.log(p[rows, y] + 1e-30).mean())
-    p[rows, y] -= 1
-    return loss, feats.T @ p / len(y), logits
-
-
-# ----------------------------------------------------------------------------
-# Optimisers: Adam (the earlier NumPy run) and smoothed SGD with weight cost (Hinton's
-# code). Both update the flat vector in place; param_parts gives per-layer learning rates.
-# ----------------------------------------------------------------------------
-
-@dataclass
-class SmoothedSGD:
-    """Hinton's code: g = s g + (1 - s) grad, then p -= lr (g + weight_cost p)."""
-    g: np.ndarray
-    smoothing: float = 0.9
-    weight_cost: float = 0.0
-
-
-ADAM_CHUNK = 65536       # elements per chunk: the chunk's arrays stay in L2 cache
-# Dead units get exactly zero gradients, so their Adam moments decay geometrically
-# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every GUARD_EVERY
-# steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76 exactly as it is
-# and rounds smaller values to multiples of 2^-123, flushing subnormals to 0. Between
-# guards m shrinks by at most 0.9^16 = 0.19, so a rounded value stays normal.
-SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
-GUARD_EVERY = 16
-
-
-# DEVIATION (baseline recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
-@dataclass
-class Adam:
-    """Adam (Kingma & Ba 2015) state over the flat vector. Stored scaled, m' = m / (1 - b1)
-    and v' = v / (1 - b2), so an update is m' = b1 m' + g, v' = b2 v' + g^2: two fewer
-    passes over memory; the constants move into the step size and epsilon."""
-    m: np.ndarray
-    v: np.ndarray
-    t: int = 0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-
-def adam_step(opt: Adam, params, grads, parts):
-    """One Adam step in place, in cache-sized chunks. parts: [(start, stop, n_bias, lr)]."""
-    opt.t += 1
-    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
-    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
-    # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
-    root = math.sqrt(c2 / (1 - opt.beta2))
-    eps = DTYPE(opt.eps * root)
-    guard = opt.t % GUARD_EVERY == 0
-    # CPU: cache-sized chunks; GPU: one chunk per part (each chunk costs kernel launches)
-    chunk = ADAM_CHUNK if isinstance(params, np.ndarray) else len(params)
-    t = np.empty(min(chunk, len(params)), DTYPE, like=params)
-    for start, stop, _, lr in parts:
-        inv_step = DTYPE(1 / (lr * (1 - opt.beta1) / c1 * root))
-        for a in range(start, stop, chunk):
-            z = min(a + chunk, stop)
-            p, g, m, v, tmp = params[a:z], grads[a:z], opt.m[a:z], opt.v[a:z], t[:z - a]
-            m *= b1
-            m += g
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            v += tmp
-            if guard:
-                for state in (m, v):
-                    state += SUBNORMAL_GUARD
-                    state -= SUBNORMAL_GUARD
-            np.sqrt(v, out=tmp)
-            tmp += eps
-            tmp *= inv_step
-            np.divide(m, tmp, out=tmp)
-            p -= tmp
-
-
-def sgd_step(opt: SmoothedSGD, params, grads, parts):
-    """One smoothed-SGD step in place: g = s g + (1 - s) grad; p -= lr (g + weight_cost p),
-    with no weight cost on the last n_bias entries of a part (its biases). Overwrites grads."""
-    opt.g *= opt.g.dtype.type(opt.smoothing)
-    grads *= grads.dtype.type(1 - opt.smoothing)                     # grads is scratch from here
-    opt.g += grads
-    for start, stop, n_bias, lr in parts:
-        if opt.weight_cost:
-            params[start:stop - n_bias] *= params.dtype.type(1 - lr * opt.weight_cost)
-        np.multiply(opt.g[start:stop], params.dtype.type(lr), out=grads[start:stop])
-        params[start:stop] -= grads[start:stop]
-
-
-def param_parts(cfg: Config, lr: float) -> list:
-    """[(start, stop, n_bias, lr)] per layer of the flat vector: layer 0 at lr, the
-    others at lr * deep_lr_scale; each layer's biases are its last D_out entries."""
-    # DEVIATION (ours, off by default): slower deep layers keep their units alive under Adam.
-    parts, i = [], 0
-    for l, (d_in, d_out) in enumerate(zip(cfg.layer_sizes[:-1], cfg.layer_sizes[1:])):
-        n = (d_in + 1) * d_out
-        parts.append((i, i + n, d_out, lr if l == 0 else lr * cfg.deep_lr_scale))
-        i += n
-    return parts
-
-
-def lr_at(cfg: Config, step: int, n_steps: int) -> float:
-    """Learning rate at a 0-based step. cooldown: constant for the first half of training,
-    then falling linearly to 0, as the gain in Hinton's code."""
-    if cfg.lr_schedule == "cooldown" and step >= n_steps // 2:
-        return cfg.lr * (n_steps - step) / (n_steps - n_steps // 2)
-    return cfg.lr
-
-
-# ----------------------------------------------------------------------------
-# Training.
-# ----------------------------------------------------------------------------
-
-class NonFiniteLoss(FloatingPointError):
-    """The FF loss became NaN or infinite."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C during training; the last complete epoch was saved to `path`."""
-    def __init__(self, path, epoch):
-        super().__init__(f"interrupted; the state after epoch {epoch} is in {path}")
-        self.path, self.epoch = path, epoch
-
-
-@dataclass
-class TrainState:
-    """Everything that changes while training: weights, optimiser states, random streams."""
-    net: Net
-    opt: Adam | SmoothedSGD
-    head_opt: SmoothedSGD | None
-    peer_means: list           # per layer, running mean activity of each unit (D_l,)
-    rngs: dict                 # order, negatives, jitter: one stream each
-    epoch: int = 0
-
-
-RNG_STREAMS = ("order", "negatives", "jitter")
-
-
-def init_state(cfg: Config) -> TrainState:
-    """Fresh weights and optimisers; one SeedSequence spawns a stream for each use."""
-    rng_init, *streams = (np.random.default_rng(s)
-                          for s in np.random.SeedSequence(cfg.seed).spawn(1 + len(RNG_STREAMS)))
-    net = init_net(cfg.layer_sizes, rng_init, cfg.init, cfg.input_norm, cfg.softmax_head)
-    n = len(net.params)
-    opt = (Adam(np.zeros(n, DTYPE), np.zeros(n, DTYPE)) if cfg.optimizer == "adam" else
-           SmoothedSGD(np.zeros(n, DTYPE), cfg.smoothing, cfg.weight_cost))
-    head_opt = (SmoothedSGD(np.zeros(net.head.size, DTYPE), cfg.smoothing, cfg.head_weight_cost)
-                if cfg.softmax_head else None)
-    return TrainState(net, opt, head_opt, [np.full(d, PEER_START, DTYPE) for d in cfg.layer_sizes[1:]],
-                      dict(zip(RNG_STREAMS, streams)))
-
-
-def to_device(state: TrainState, xp) -> TrainState:
-    """The training state with its arrays moved to xp's device (unchanged for NumPy)."""
-    if xp is np:
-        return state
-    net = state.net
-    state.net = Net(net.layer_sizes, xp.asarray(net.params), net.input_norm,
-                    None if net.head is None else xp.asarray(net.head))
-    for opt in (o for o in (state.opt, state.head_opt) if o is not None):
-        for k, v in vars(opt).items():
-            if isinstance(v, np.ndarray):
-                setattr(opt, k, xp.asarray(v))
-    state.peer_means = [xp.asarray(r) for r in state.peer_means]
-    return state
-
-
-def candidate_goodness(net: Net, a0, s, depth: int) -> np.ndarray:
-    """Goodness of layers 0..depth-1 for every image with each of the 10 labels, from the
-    shared image product a0 = [s x_img, 1] Wb0 (speed-up 2). (B, 10, depth)"""
-    B = len(a0)
-    labels = np.repeat(np.arange(N_CLASSES, like=a0), B)
-    out = np.empty((N_CLASSES, B, depth), DTYPE, like=a0)
-    for l in range(depth):
-        h = first_layer_z(a0, net.Wb[0], labels, s) if l == 0 else x @ net.Wb[l]  # (10B, D)
-        np.maximum(h, 0, out=h)                                      # ReLU in place
-        g = goodness(h)
-        out[:, :, l] = g.reshape(N_CLASSES, B)
-        if l + 1 < depth:
-            x = with_bias_input(h, 1 / np.sqrt(g / h.shape[1] + g.dtype.type(RMS_EPS)))
-    return out.transpose(1, 0, 2)
-
-
-def train_step(state: TrainState, cfg: Config, x_batch, y_pos, lr: float, grads):
-    """One minibatch: pick the negatives, take every layer's local gradient, update.
-    Returns per-layer (loss, g_pos / D, g_neg / D) and the softmax head's loss (or nan)."""
-    net = state.net
-    x_in, s, x_img = training_inputs(x_batch, net.input_norm)        # (B, 785), (B,) or None
-    a0 = x_in @ net.Wb[0]                                            # layer 0's one image product
-    head_loss, logits = float("nan"), None
-    if net.head is not None:                                         # Hinton's code: neutral pass
-        s_neutral = label_scale(x_img, net.input_norm, LABEL_SLOT * NEUTRAL_LABEL ** 2)
-        feats = neutral_features(net, neutral_first_layer_z(a0, net.Wb[0], s, s_neutral))
-        head_loss, d_head, logits = head_loss_and_grad(net.head, feats, np.asarray(y_pos, like=a0))
-        sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
-                 [(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
-    rng = state.rngs["negatives"]
-    if cfg.neg_sampling == "softmax":                                # the head's logits before its update
-        y_neg = draw_hard_labels(y_pos, to_host(logits), rng)
-    elif cfg.neg_sampling in ("hard", "hard-first"):
-        # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone (~free).
-        depth = 1 if cfg.neg_sampling == "hard-first" else len(net.Wb)
-        widths = np.asarray(net.layer_sizes[1:depth + 1], DTYPE, like=a0)
-        per_unit = (candidate_goodness(net, a0, s, depth) / widths).sum(axis=2)
-        y_neg = draw_hard_labels(y_pos, to_host(per_unit), rng)            # softmax of mean(h^2)
-    else:
-        y_neg = draw_wrong_labels(y_pos, rng)
-    y_pos, y_neg = (np.asarray(y, like=a0) for y in (y_pos, y_neg))    # host draws to the device
-    stats = ff_grads(net, x_in, s, a0, y_pos, y_neg, cfg, grads, state.peer_means)
-    parts = param_parts(cfg, lr)
-    if cfg.optimizer == "adam":
-        adam_step(state.opt, net.params, grads, parts)
-    else:
-        sgd_step(state.opt, net.params, grads, parts)
-    return stats, head_loss
-
-
-def train_epoch(state: TrainState, cfg: Config, x, y, progress=None) -> np.ndarray:
-    """One pass over (x, y) (host arrays) in shuffled minibatches. Returns the epoch's mean
-    (loss, g_pos / D, g_neg / D) per layer (L, 3) and the head's mean loss.
-    progress(i, n_batches), if given, is called about once a second."""
-    n = len(x)
-    if cfg.jitter:
-        x = jitter_images(x, state.rngs["jitter"], cfg.jitter)
-    x = np.asarray(x, like=state.net.params)                         # to the device, if any
-    order = state.rngs["order"].permutation(n)
-    n_batches = math.ceil(n / cfg.batch_size)
-    n_steps = n_batches * cfg.n_epochs
-    grads = np.empty_like(state.net.params)
-    sums, head_sum = np.zeros((len(state.net.Wb), 3)), 0.0
-    shown = time.monotonic()
-    for i in range(n_batches):
-        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
-        stats, head_loss = train_step(state, cfg, x[np.asarray(idx, like=x)], y[idx], lr, grads)
-        if not all(math.isfinite(s[0]) for s in stats):
-            raise NonFiniteLoss(f"the FF loss became non-finite in epoch {state.epoch + 1}, "
-                                f"batch {i + 1} (try a smaller --lr)")
-        sums += stats
-        head_sum += head_loss
-        if progress and time.monotonic() - shown > 1:
-            progress(i + 1, n_batches)
-            shown = time.monotonic()
-    state.epoch += 1
-    return sums / n_batches, head_sum / n_batches
-
-
-def new_history():
-    return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "head_loss": [], "train_acc": [],
-            "test_acc": [], "seconds": []}
-
-
-def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print,
-          checkpoint=None, resume=None):
-    """Train an FF net on (x_train, y_train) as cfg says; return (net, history).
-
-    evaluation: optional ((x_tr, y_tr), (x_te, y_te)) scored after every epoch with
-    cfg.predict_mode. callback(epoch, net, history) runs after each epoch.
-    checkpoint: path written atomically after every epoch (and on Ctrl-C);
-    resume: a checkpoint to continue from (same training config; n_epochs may grow).
-    """
-    if resume:
-        state, history = load_checkpoint(resume, cfg)
-        if log:
-            log(f"resumed from {resume} after epoch {state.epoch}")
-    else:
-        state, history = init_state(cfg), new_history()
-    state = to_device(state, array_module(cfg.device))
-    progress = None
-    if log and sys.stderr.isatty():
-        def progress(i, n):
-            print(f"\r  epoch {state.epoch + 1}: batch {i}/{n}", end="", file=sys.stderr, flush=True)
-    snapshot = checkpoint_arrays(state, cfg, history)
-    try:
-        for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
-            t0 = time.perf_counter()
-            means, head_loss = train_epoch(state, cfg, x_train, y_train, progress)
-            if progress:
-                print("\r\033[K", end="", file=sys.stderr, flush=True)
-            history["epoch"].append(epoch)
-            for k, column in (("loss", 0), ("g_pos", 1), ("g_neg", 2)):
-                history[k].append(means[:, column].tolist())
-            history["head_loss"].append(head_loss)
-            if evaluation is not None:
-                (xa, ya), (xb, yb) = evaluation
-                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
-                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
-            history["seconds"].append(time.perf_counter() - t0)
-            snapshot = checkpoint_arrays(state, cfg, history)
-            if checkpoint:
-                atomic_savez(checkpoint, snapshot)
-            if log:
-                log(epoch_line(epoch, cfg.n_epochs, history, "val" if cfg.val_split else "test"))
-            if callback:
-                callback(epoch, state.net, history)
-    except KeyboardInterrupt:
-        path = checkpoint or "ff_interrupted.npz"
-        atomic_savez(path, snapshot)
-        raise Interrupted(path, int(snapshot["epoch"])) from None
-    return state.net, history
-
-
-def epoch_line(epoch, n_epochs, history, held_out="test"):
-    """One fixed-width progress line: per-layer loss and goodness per unit, accuracies on the
-    training subset and the held-out set ("test", or "val" with --val-split), time, ETA."""
-    layers = " ".join(f"L{l} {lo:.3f} {gp:5.2f}/{gn:5.2f}" for l, (lo, gp, gn) in
-                      enumerate(zip(history["loss"][-1], history["g_pos"][-1], history["g_neg"][-1])))
-    head = "" if math.isnan(history["head_loss"][-1]) else f" head {history['head_loss'][-1]:.3f}"
-    acc = ""
-    if history["train_acc"]:
-        acc = f" | train {100 * history['train_acc'][-1]:6.2f}% {held_out} {100 * history['test_acc'][-1]:6.2f}%"
-    eta = np.mean(history["seconds"]) * (n_epochs - epoch)
-    return f"epoch {epoch:3d}/{n_epochs} | {layers}{head}{acc} | {history['seconds'][-1]:5.1f}s ETA {eta:4.0f}s"
-
-
-# ----------------------------------------------------------------------------
-# Prediction: try every label, sum goodness, take the argmax (or ask the softmax head).
-# ----------------------------------------------------------------------------
-
-PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
-
-
-def readout_layers(mode: str, n_layers: int):
-    """Which layers' goodness a read-out sums; Hinton 2022 skips the first."""
-    layers = {"all": list(range(n_layers)), "first": [0], "skip-first": list(range(1, n_layers))}
-    if mode not in layers:
-        raise ValueError(f"read-out {mode!r} does not sum goodness (one of {', '.join(layers)})")
-    return layers[mode]
-
-
-def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
-    """Goodness sum(h^2) of every layer for every candidate label. (N, 784) -> (N, 10, L)
-
-    With `layers`, only the layers up to the last one named are computed, and the
-    result holds just those layers, in order.
-    """
-    depth = len(net.Wb) if layers is None else max(layers) + 1
-    out = np.empty((len(x), N_CLASSES, depth), DTYPE)
-    for c in range(0, len(x), PREDICT_CHUNK):
-        chunk = np.asarray(x[c:c + PREDICT_CHUNK], like=net.params)      # to the net's device
-        x_in, s, _ = training_inputs(chunk, net.input_norm)
-        out[c:c + len(x_in)] = to_host(candidate_goodness(net, x_in @ net.Wb[0], s, depth))
-    return out if layers is None else out[:, :, layers]
-
-
-def head_logits(net: Net, x: np.ndarray) -> np.ndarray:
-    """The softmax head's logits, from a neutral-label pass. (N, 784) -> (N, 10)"""
-    out = np.empty((len(x), N_CLASSES), DTYPE)
-    for c in range(0, len(x), PREDICT_CHUNK):
-        chunk = np.asarray(embed_neutral_label(x[c:c + PREDICT_CHUNK]), like=net.params)
-        x_in = first_layer_inputs(chunk, net.input_norm)
-        out[c:c + len(x_in)] = to_host(neutral_features(net, x_in @ net.W[0] + net.b[0]) @ net.head)
-    return out
-
-
-def readout_available(mode: str, net: Net) -> bool:
-    return net.head is not None if mode == "softmax" else mode != "skip-first" or len(net.Wb) > 1
-
-
-def predict(net: Net, x: np.ndarray, mode: str = "all") -> np.ndarray:
-    """Predicted labels (N,) by one read-out."""
-    if mode == "softmax":
-        return head_logits(net, x).argmax(axis=1)
-    return label_goodness(net, x, readout_layers(mode, len(net.Wb))).sum(axis=2).argmax(axis=1)
-
-
-def accuracy(net, x, y, mode="all") -> float:
-    return float((predict(net, x, mode) == y).mean())
-
-
-def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
-    """Per layer, units never active on x carrying its true labels."""
-    alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
-    for c in range(0, len(x), PREDICT_CHUNK):
-        chunk = np.asarray(embed_label(x[c:c + PREDICT_CHUNK], y[c:c + PREDICT_CHUNK]), like=net.params)
-        h = first_layer_inputs(chunk, net.input_norm)
-        for l, (W, b) in enumerate(zip(net.W, net.b)):
-            h = relu((rms_normalize(h) if l else h) @ W + b)
-            alive[l] |= to_host((h > 0).any(axis=0))
-    return [int((~a).sum()) for a in alive]
-
-
-def evaluate(net: Net, x, y, headline_mode="all") -> dict:
-    """Accuracy of every available read-out, per-class accuracy and dead units on (x, y)."""
-    g = label_goodness(net, x)
-    preds = {m: g[:, :, readout_layers(m, len(net.Wb))].sum(axis=2).argmax(axis=1)
-             for m in ("all", "first", "skip-first") if readout_available(m, net)}
-    if net.head is not None:
-        preds["softmax"] = head_logits(net, x).argmax(axis=1)
-    pred = preds[headline_mode]
-    per_class = {str(k): {"correct": int(((pred == y) & (y == k)).sum()),
-                          "total": int((y == k).sum())} for k in range(N_CLASSES)}
-    correct = int((pred == y).sum())
-    return {"test_accuracy": correct / len(y), "test_correct": correct, "test_total": len(y),
-            "predict_mode": headline_mode, "per_class": per_class,
-            "prediction_modes": {m: float((p == y).mean()) for m, p in preds.items()},
-            "dead_units": dead_units(net, x, y)}
-
-
-# ----------------------------------------------------------------------------
-# Save and load: .npz files without pickles, written atomically.
+# Machinery: save and load. .npz files without pickles, written atomically. A model file
+# holds each layer's weights by name (W0, b0, W1, b1, ..., head), so np.load shows them.
 # ----------------------------------------------------------------------------
 
 class ModelError(Exception):
@@ -1068,70 +1209,106 @@ def read_npz(path, what="model") -> dict:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ModelError(f"{path}: no such {what} file") from None
-    except (OSError, ValueError, zlib.error, EOFError) as e:
-        reason = "not a .npz archive" if isinstance(e, ValueError) else e
-        raise ModelError(f"{path} is not a readable .npz {what} file ({reason})") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path} is a folder, not a {what} file") from None
+    except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile) as e:
+        reason = "not a .npz archive" if isinstance(e, ValueError) else (str(e) or type(e).__name__)
+        raise ModelError(f"{path} is not a readable .npz {what} file ({reason}; truncated or "
+                         f"corrupt?)") from None
+
+
+def weight_arrays(net: Net) -> dict:
+    """Host copies of the weights by name: W{l} (D_l, D_{l+1}), b{l} (D_{l+1},), head (F, 10)."""
+    arrays = {}
+    for l, (W, b) in enumerate(zip(net.W, net.b)):
+        arrays[f"W{l}"], arrays[f"b{l}"] = np.array(to_host(W)), np.array(to_host(b))
+    if net.head is not None:
+        arrays["head"] = np.array(to_host(net.head))
+    return arrays
+
+
+def weight_shapes(cfg: Config) -> dict:
+    sizes = cfg.layer_sizes
+    shapes = {}
+    for l, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f"W{l}"], shapes[f"b{l}"] = (d_in, d_out), (d_out,)
+    if cfg.softmax_head:
+        shapes["head"] = (head_width(sizes), N_CLASSES)
+    return shapes
 
 
 def npz_header(kind: str, cfg: Config, history: dict) -> dict:
     return {"format_version": np.array(FORMAT_VERSION), "kind": np.array(kind),
             "config": np.array(json.dumps(dataclasses.asdict(cfg))),
-            "history": np.array(json.dumps(history)), "versions": np.array(json.dumps(versions()))}
+            "history": np.array(json.dumps(history)), "versions": np.array(json.dumps(versions())),
+            "shapes": np.array(json.dumps(weight_shapes(cfg)))}
 
 
 def read_ff_npz(path, kind: str):
-    """(arrays, cfg) of a model or checkpoint file written by this version."""
+    """(arrays, cfg, params, head) of a model or checkpoint file, its weights checked."""
     data = read_npz(path, kind)
-    if str(data.get("kind", "")) != kind or int(data.get("format_version", -1)) != FORMAT_VERSION:
+    version = int(data["format_version"]) if "format_version" in data else None
+    if str(data.get("kind", "")) != kind:
         hint = "a model file? use the file written by --checkpoint" if kind == "checkpoint" else \
-            "written by ff_label_in_input.py --save of this version?"
-        raise ModelError(f"{path} is not an FF {kind} of format version {FORMAT_VERSION} ({hint})")
+            "written by ff_label_in_input.py --save?"
+        raise ModelError(f"{path} is not an FF {kind} ({hint})")
+    if version != FORMAT_VERSION and not (kind == "model" and version == 2):
+        raise ModelError(f"{path} is an FF {kind} of format version {version}; this version "
+                         f"reads version {FORMAT_VERSION}" + (" (rerun with --resume dropped, or "
+                         "with the older code that wrote it)" if kind == "checkpoint" else ""))
     try:
         cfg = Config(**json.loads(str(data["config"])))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, KeyError) as e:
         raise ModelError(f"{path} has an unreadable config ({e})") from None
-    if data.get("params") is None or data["params"].shape != (n_params(cfg.layer_sizes),):
-        raise ModelError(f"{path}: the weights do not match layer sizes {cfg.layer_sizes}")
-    if cfg.softmax_head and (data.get("head") is None or
-                             data["head"].shape != (head_width(cfg.layer_sizes), N_CLASSES)):
+    shapes = weight_shapes(cfg)
+    if version == 2:                                 # one flat vector, read as it was written
+        params = data.get("params")
+        if params is None or params.shape != (n_params(cfg.layer_sizes),):
+            raise ModelError(f"{path}: the weights do not match layer sizes {cfg.layer_sizes}")
+    else:
+        wrong = [k for k, shape in shapes.items() if k != "head" and
+                 (k not in data or data[k].shape != shape)]
+        if wrong:
+            raise ModelError(f"{path}: {', '.join(wrong)} missing or not of the shape that layer "
+                             f"sizes {cfg.layer_sizes} need")
+        params = np.concatenate([np.vstack([data[f"W{l}"], data[f"b{l}"][None]]).ravel()
+                                 for l in range(len(cfg.layer_sizes) - 1)])
+    head = data.get("head")
+    if cfg.softmax_head and (head is None or head.shape != shapes["head"]):
         raise ModelError(f"{path}: the softmax head is missing or has the wrong shape")
-    return data, cfg
+    return data, cfg, params.astype(DTYPE), None if head is None else head.astype(DTYPE)
 
 
 def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
-    """model.npz: weights (the flat vector), config, history, metrics and versions."""
-    arrays = {**npz_header("model", cfg, history), "metrics": np.array(json.dumps(metrics or {})),
-              "params": to_host(net.params)}
-    if net.head is not None:
-        arrays["head"] = to_host(net.head)
-    atomic_savez(path, arrays)
+    """model.npz: weights by name, config, history, metrics and versions."""
+    atomic_savez(path, {**npz_header("model", cfg, history),
+                        "metrics": np.array(json.dumps(metrics or {})), **weight_arrays(net)})
 
 
 def load_model(path):
     """Return (net, cfg, history, metrics) from a model.npz, checking what it reads."""
-    data, cfg = read_ff_npz(path, "model")
-    head = data["head"].astype(DTYPE) if cfg.softmax_head else None
-    net = Net(cfg.layer_sizes, data["params"].astype(DTYPE), cfg.input_norm, head)
+    data, cfg, params, head = read_ff_npz(path, "model")
+    net = Net(cfg.layer_sizes, params, cfg.input_norm, head if cfg.softmax_head else None)
     return net, cfg, json.loads(str(data["history"])), json.loads(str(data["metrics"]))
 
 
 def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
     """A copy of everything needed to continue training exactly where it stands."""
-    arrays = {**npz_header("checkpoint", cfg, history), "epoch": np.array(state.epoch),
+    arrays = {**npz_header("checkpoint", cfg, history), **weight_arrays(state.net),
+              "epoch": np.array(state.epoch),
               "rngs": np.array(json.dumps({k: r.bit_generator.state for k, r in state.rngs.items()})),
-              "params": np.array(to_host(state.net.params)),
               "peer_means": np.concatenate([to_host(r) for r in state.peer_means])}
     arrays.update({f"opt_{k}": np.array(to_host(v) if hasattr(v, "shape") else v)
                    for k, v in vars(state.opt).items()})
-    if state.net.head is not None:
-        arrays["head"], arrays["head_g"] = np.array(to_host(state.net.head)), np.array(to_host(state.head_opt.g))
+    if state.head_opt is not None:
+        arrays["head_avg_grad"] = np.array(to_host(state.head_opt.avg_grad))
     return arrays
 
 
 def load_checkpoint(path, cfg: Config):
     """(state, history) from a checkpoint of the same training config. n_epochs may grow
     unless the learning-rate schedule depends on it (cooldown)."""
-    data, saved_cfg = read_ff_npz(path, "checkpoint")
+    data, saved_cfg, params, head = read_ff_npz(path, "checkpoint")
     saved, current = dataclasses.asdict(saved_cfg), dataclasses.asdict(cfg)
     differ = [f"--{k.replace('_', '-')} {saved[k]} (now {current[k]})"
               for k in TRAINING_FIELDS if k != "n_epochs" and saved[k] != current[k]]
@@ -1143,13 +1320,13 @@ def load_checkpoint(path, cfg: Config):
     if int(data["epoch"]) > cfg.n_epochs:
         raise ModelError(f"{path} is already at epoch {int(data['epoch'])} > --n-epochs {cfg.n_epochs}")
     state = init_state(cfg)
-    state.net.params[...] = data["params"]
+    state.net.params[...] = params
     for f in dataclasses.fields(state.opt):
         value = data[f"opt_{f.name}"]
         setattr(state.opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
     state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
     if state.net.head is not None:
-        state.net.head[...], state.head_opt.g[...] = data["head"], data["head_g"]
+        state.net.head[...], state.head_opt.avg_grad[...] = head, data["head_avg_grad"]
     for k, rng_state in json.loads(str(data["rngs"])).items():
         state.rngs[k].bit_generator.state = rng_state
     state.epoch = int(data["epoch"])
@@ -1157,7 +1334,7 @@ def load_checkpoint(path, cfg: Config):
 
 
 # ----------------------------------------------------------------------------
-# CLI.
+# Machinery: the CLI.
 # ----------------------------------------------------------------------------
 
 def bounded(kind, low=-math.inf, high=math.inf, strict=False):
@@ -1202,7 +1379,7 @@ def layer_sizes_arg(text):
     return sizes
 
 
-FLAG_TYPES = {"seed": int, "n_epochs": positive_int, "layer_sizes": layer_sizes_arg,
+FLAG_TYPES = {"seed": bounded(int, 0), "n_epochs": positive_int, "layer_sizes": layer_sizes_arg,
               "batch_size": positive_int, "lr": positive_float, "deep_lr_scale": positive_float,
               "smoothing": bounded(float, 0.0, 0.999), "weight_cost": nonnegative_float,
               "threshold": finite_float, "peer_norm": nonnegative_float, "head_lr": positive_float,
@@ -1245,10 +1422,18 @@ def apply_recipe(p: argparse.ArgumentParser, argv):
     p.set_defaults(**{**dataclasses.asdict(Config()), **RECIPES[recipe], "recipe": recipe})
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default, except where there is none to show (None, False)."""
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(argv=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Supervised Forward-Forward (Hinton 2022) on MNIST, label in the first "
-                    "10 pixels.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "10 pixels.", formatter_class=HelpFormatter)
     add_config_flags(p)
     p.add_argument("--checkpoint", metavar="PATH", help="write a resumable checkpoint here after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same training flags)")
@@ -1333,20 +1518,33 @@ def report(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def fail(message, code=1):
+def fail(message, code=2):
+    """One line on stderr and exit: 2 for bad input (the default), 1 when training failed,
+    130 on Ctrl-C."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 
 def main(argv=None, checksums=None, mirrors=None) -> dict:
     """Train, report and save; return the metrics dict. checksums and mirrors go to
-    load_mnist (tests use small synthetic files)."""
+    load_mnist (tests use small synthetic files). Ctrl-C anywhere exits 130 with one line,
+    and a trained model is saved before its final evaluation."""
     args, cfg = parse_args(argv)
+    try:
+        return run(args, cfg, argv, checksums, mirrors)
+    except KeyboardInterrupt:       # every file is written atomically: none is half-written
+        fail("interrupted", 130)
+
+
+def run(args, cfg: Config, argv, checksums, mirrors) -> dict:
+    """main after its flags are parsed."""
     log = None if args.quiet else print
     try:
         data = load_mnist(args.data_dir, checksums, mirrors)
     except DataError as e:
         fail(e)
+    except KeyboardInterrupt:
+        fail("interrupted while loading MNIST; nothing was written", 130)
     (x_train, y_train), (x_test, y_test), held_out = split_data(cfg, *data)
     k = cfg.eval_subset
     evaluation = ((x_train[:k], y_train[:k]), (x_test[:k], y_test[:k]))
@@ -1356,9 +1554,10 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
             f"train + {min(k, len(x_test))} {held_out} images; per layer: loss g_pos/g_neg per unit")
     try:
         net, history = train(cfg, x_train, y_train, evaluation=evaluation, log=log,
-                             checkpoint=args.checkpoint, resume=args.resume)
+                             checkpoint=args.checkpoint, resume=args.resume,
+                             interrupted_to="ff_interrupted.npz")
     except NonFiniteLoss as e:
-        fail(f"{e}; no model was saved")
+        fail(f"{e}; no model was saved", 1)
     except ModelError as e:
         fail(e)
     except Interrupted as e:
@@ -1366,12 +1565,17 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
         if "--resume" in flags:
             i = flags.index("--resume")
             del flags[i:i + 2]
-        print(f"\n{e}. To continue: python3 {Path(__file__).name} {' '.join(flags)} "
-              f"--resume {e.path}", file=sys.stderr)
-        raise SystemExit(130)
+        fail(f"{e}. To continue: python3 {Path(__file__).name} {' '.join(flags)} "
+             f"--resume {e.path}", 130)
+    if args.save:                   # saved first: an interrupted evaluation loses no model
+        save_model(args.save, net, cfg, history)
     train_seconds = sum(history["seconds"])                          # resumed epochs included
     x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
-    metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
+    try:
+        metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
+    except KeyboardInterrupt:
+        kept = f"the trained model is in {args.save}, without" if args.save else "no model was saved and no"
+        fail(f"interrupted during the final evaluation; {kept} test metrics", 130)
     metrics.update({"evaluated_on": held_out, "config": dataclasses.asdict(cfg),
                     "command": "python3 ff_label_in_input.py " + " ".join(
                         sys.argv[1:] if argv is None else argv),

@@ -37,7 +37,8 @@ TINY = ["--n-epochs", "10", "--layer-sizes", "784,100,50", "--batch-size", "16",
     (["--save", "/nonexistent/dir/model.npz"], "cannot write"),
     (["--save", "."], "is a folder"),
     (["--checkpoint", "."], "is a folder"),
-    (["--seed", "x"], "invalid int"),
+    (["--seed", "x"], "not an integer"),
+    (["--seed", "-1"], "at least 0"),
     (["--recipe", "lecun"], "invalid choice"),
     (["--optimizer", "rmsprop"], "invalid choice"),
     (["--logit-scale", "2"], "invalid choice"),
@@ -184,8 +185,9 @@ def test_missing_data_is_a_one_line_error(tmp_path):
            "PYTHONPATH": str(ROOT)}
     code = "import ff_label_in_input as ff; ff.main(['--quiet'], mirrors=())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "none").exists()         # no empty folder left behind
     assert "HINTON_MNIST_DIR" in out.stderr and "train-images-idx3-ubyte.gz" in out.stderr
 
 
@@ -213,7 +215,7 @@ def test_load_model_refuses_bad_files(tmp_path):
     with pytest.raises(ff.ModelError, match="no such model file"):
         ff.load_model(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
-    with pytest.raises(ff.ModelError, match="not an FF model of format version"):
+    with pytest.raises(ff.ModelError, match="not an FF model"):
         ff.load_model(tmp_path / "other.npz")
     net = ff.init_net([784, 9, 8], np.random.default_rng(0))
     ff.save_model(tmp_path / "m.npz", net, ff.Config(layer_sizes=[784, 9, 7]), {})

@@ -64,14 +64,14 @@ def test_plain_gradients_match_finite_differences(name):
     x, y, yn = batch()
     xp, xn = ff.embed_label(x, y), ff.embed_label(x, yn)
     r0 = peer_start(SIZES)
-    grads, _ = ff.ff_grads_plain(net, xp, xn, cfg, [r.copy() for r in r0])
+    grads, _ = ff.ff_grads_plain(net, xp, xn, ff.rule_of(cfg), [r.copy() for r in r0])
     flat = np.concatenate([np.vstack([dW, db[None]]).ravel() for dW, db in grads])
     assert np.abs(flat).max() > 1e-3             # vanishing gradients would check nothing
 
     def layer_objective(params, l):
         n = ff.Net(SIZES, params, cfg.input_norm)
         r = [a.copy() for a in r0]
-        _, stats = ff.ff_grads_plain(n, xp, xn, cfg, r)
+        _, stats = ff.ff_grads_plain(n, xp, xn, ff.rule_of(cfg), r)
         # the gated peer term is the gradient of lambda / (2 (1 - decay)) sum_j (r_j - mean r)^2
         penalty = cfg.peer_norm / (2 * (1 - ff.PEER_DECAY)) * ((r[l] - r[l].mean()) ** 2).sum()
         return stats[l][0] + penalty
@@ -138,10 +138,10 @@ def test_fast_step_equals_plain_step(name):
     net = net64(cfg)
     x, y, yn = batch(n=12)
     r_plain, r_fast = peer_start(SIZES), peer_start(SIZES)
-    plain, plain_stats = ff.ff_grads_plain(net, ff.embed_label(x, y), ff.embed_label(x, yn), cfg, r_plain)
-    x_in, s, _ = ff.training_inputs(x, cfg.input_norm)
+    rule = ff.rule_of(cfg)
+    plain, plain_stats = ff.ff_grads_plain(net, ff.embed_label(x, y), ff.embed_label(x, yn), rule, r_plain)
     grads = np.zeros_like(net.params)
-    stats = ff.ff_grads(net, x_in, s, x_in @ net.Wb[0], y, yn, cfg, grads, r_fast)
+    stats = ff.ff_grads(net, ff.encode(net, x), y, yn, rule, grads, r_fast)
     for l, view in enumerate(ff.layer_views(grads, SIZES)):
         np.testing.assert_allclose(view[:-1], plain[l][0], rtol=1e-9, atol=1e-13)
         np.testing.assert_allclose(view[-1], plain[l][1], rtol=1e-9, atol=1e-13)
@@ -155,14 +155,14 @@ def test_first_layer_identity(input_norm):
     equals embedding the label, normalising the row and a full product."""
     net = net64(dataclasses.replace(SEED_CFG, input_norm=input_norm))
     x, y, _ = batch(n=9)
-    x_in, s, _ = ff.training_inputs(x, input_norm)
-    a0 = x_in @ net.Wb[0]
+    enc = ff.encode(net, x)
     direct = ff.first_layer_inputs(ff.embed_label(x, y), input_norm) @ net.W[0] + net.b[0]
-    np.testing.assert_allclose(ff.first_layer_z(a0, net.Wb[0], y, s), direct, rtol=1e-12)
-    s_neutral = ff.label_scale(x, input_norm, ff.LABEL_SLOT * ff.NEUTRAL_LABEL ** 2)
+    np.testing.assert_allclose(ff.layer0_z(net, enc, y), direct, rtol=1e-12)
     neutral = ff.first_layer_inputs(ff.embed_neutral_label(x), input_norm) @ net.W[0] + net.b[0]
-    np.testing.assert_allclose(ff.neutral_first_layer_z(a0, net.Wb[0], s, s_neutral), neutral,
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ff.layer0_neutral_z(net, enc), neutral, rtol=1e-10, atol=1e-12)
+    # the label slot's content does not matter to encode: it is overwritten
+    x_labelled = ff.embed_label(x, (y + 3) % 10)
+    np.testing.assert_array_equal(ff.encode(net, x_labelled).a0, enc.a0)
 
 
 def test_bias_row_and_orientation():
@@ -170,7 +170,7 @@ def test_bias_row_and_orientation():
     x, Wb = rng.random((5, 4)), rng.random((5, 3))
     xb = ff.with_bias_input(x)
     np.testing.assert_array_equal(xb[:, -1], 1)
-    np.testing.assert_allclose(ff.stacked_product(xb, Wb), x @ Wb[:-1] + Wb[-1], rtol=1e-13)
+    np.testing.assert_allclose(ff.transposed_product(xb, Wb), x @ Wb[:-1] + Wb[-1], rtol=1e-13)
 
 
 @pytest.mark.parametrize("input_norm", ["none", "rms"])
@@ -241,7 +241,7 @@ def test_adam_matches_the_formula_with_per_layer_rates():
     cut = ff.ADAM_CHUNK + 7
     opt, p = ff.Adam(np.zeros(n, np.float32), np.zeros(n, np.float32)), p0.copy()
     for g in grads_seq:
-        ff.adam_step(opt, p, g, [(0, cut, 0, 0.003), (cut, n, 0, 0.0003)])
+        ff.adam_step(opt, p, g, [ff.Part(0, cut, 0, 0.003), ff.Part(cut, n, 0, 0.0003)])
     g64 = [g.astype(np.float64) for g in grads_seq]
     np.testing.assert_allclose(p[:cut], reference_adam(p0[:cut].astype(np.float64), [g[:cut] for g in g64], 0.003),
                                rtol=0, atol=2e-6)
@@ -254,10 +254,10 @@ def test_adam_moments_never_go_subnormal():
     n = 64
     p = np.ones(n, np.float32)
     opt = ff.Adam(np.zeros(n, np.float32), np.zeros(n, np.float32))
-    ff.adam_step(opt, p, np.full(n, 1e-3, np.float32), [(0, n, 0, 0.003)])
+    ff.adam_step(opt, p, np.full(n, 1e-3, np.float32), [ff.Part(0, n, 0, 0.003)])
     tiny = np.finfo(np.float32).tiny
     for _ in range(2000):
-        ff.adam_step(opt, p, np.zeros(n, np.float32), [(0, n, 0, 0.003)])
+        ff.adam_step(opt, p, np.zeros(n, np.float32), [ff.Part(0, n, 0, 0.003)])
         for state in (opt.m, opt.v, p):
             assert not ((state != 0) & (np.abs(state) < tiny)).any()
     assert np.abs(opt.m).max() <= 5 * 2.0 ** -123
@@ -270,7 +270,7 @@ def test_smoothed_sgd_matches_hintons_update():
     grads_seq = [rng.standard_normal(10) for _ in range(3)]
     opt, p = ff.SmoothedSGD(np.zeros(10), 0.9, 0.001), p0.copy()
     for g in grads_seq:
-        ff.sgd_step(opt, p, g.copy(), [(0, 6, 2, 0.01), (6, 10, 1, 0.005)])
+        ff.sgd_step(opt, p, g.copy(), [ff.Part(0, 6, 2, 0.01), ff.Part(6, 10, 1, 0.005)])
     q, s = p0.copy(), np.zeros(10)
     lr = np.array([0.01] * 6 + [0.005] * 4)
     decays = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 0])

@@ -71,7 +71,7 @@ def test_extending_a_cooldown_run_is_refused(fake_mnist, tmp_path, capsys):
         fake_mnist.main(ff, FLAGS[2:] + ["--n-epochs", "6", "--lr-schedule", "cooldown",
                                          "--resume", str(ckpt)])
     err = capsys.readouterr().err
-    assert e.value.code == 1 and err.count("\n") == 1
+    assert e.value.code == 2 and err.count("\n") == 1
     assert "cannot change --n-epochs from 3 to 6: the cooldown schedule depends on it" in err
 
 
@@ -80,14 +80,14 @@ def test_checkpoint_from_other_config_is_refused(fake_mnist, tmp_path, capsys):
     fake_mnist.main(ff, FLAGS + ["--checkpoint", str(ckpt)])
     with pytest.raises(SystemExit) as e:
         fake_mnist.main(ff, FLAGS + ["--lr", "0.01", "--resume", str(ckpt)])
-    assert e.value.code == 1
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "--lr 0.003 (now 0.01)" in err
     model = tmp_path / "model.npz"
     fake_mnist.main(ff, FLAGS + ["--save", str(model)])
     with pytest.raises(SystemExit) as e:
         fake_mnist.main(ff, FLAGS + ["--resume", str(model)])
-    assert e.value.code == 1 and "not an FF checkpoint" in capsys.readouterr().err
+    assert e.value.code == 2 and "not an FF checkpoint" in capsys.readouterr().err
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(fake_mnist, tmp_path):

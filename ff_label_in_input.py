@@ -60,6 +60,7 @@ import numpy as np
 
 FORMAT_VERSION = 3          # of model.npz and checkpoints (3: named weights; avg_grad)
 DTYPE = np.float32
+# DEVIATION (Hinton's code): the epsilon sits inside the square root here, outside in ffnew.m.
 RMS_EPS = 1e-8              # h / sqrt(mean(h^2) + RMS_EPS): a row of zeros stays zeros
 LABEL_SLOT = 10             # the first 10 flat pixels carry the label
 N_CLASSES = 10
@@ -96,6 +97,13 @@ class Config:
     step: str = option("fast", "fast: the FF gradient with the named speed-ups; plain: the "
                        "paper-shaped ff_grads_plain (the same to float32 rounding, slower)",
                        choices=("fast", "plain"))
+    schedule: str = option("batch", "batch: every layer's gradient on a batch, then one "
+                           "optimiser pass; layer-update: each layer's update right after its "
+                           "own gradient; layer-major: layer 0 takes --group-batches batches, "
+                           "then layer 1 their stored outputs, and so on (uniform or hard-first "
+                           "negatives, no head). All three give the same weights",
+                           eval_only=True, choices=("batch", "layer-update", "layer-major"))
+    group_batches: int = option(8, "layer-major: batches per group", eval_only=True)
     optimizer: str = option("adam", "adam, or sgd: SGD on gradients smoothed over minibatches "
                             "(avg = s avg + (1 - s) grad) with weight cost", choices=("adam", "sgd"))
     lr: float = option(0.003, "learning rate")
@@ -150,6 +158,8 @@ RECIPES = {
     # Hinton's released code (ffnew.m): smoothed SGD with weight cost, RMS-normalised
     # input, sum(h^2) against D, ungated peer normalisation, negatives from a softmax
     # on a neutral-label pass, the read-out of the layers after the first.
+    # DEVIATION (Hinton's code): ffnew.m trains on mnistdata.mat's 500 fixed batches of 100
+    # (50,000 images, the same order every epoch); we train on all 60,000, reshuffled.
     "hinton": {"optimizer": "sgd", "lr": 0.01, "lr_schedule": "cooldown", "batch_size": 100,
                "smoothing": 0.9, "weight_cost": 0.001, "init": "normal", "input_norm": "rms",
                "threshold": 1.0, "logit_scale": "D", "peer_norm": 0.03, "peer_gate": "none",
@@ -417,7 +427,8 @@ def neutral_features(net: Net, x: np.ndarray | None = None, z0: np.ndarray | Non
 def head_loss_and_grad(head, feats, y):
     """Cross-entropy of softmax(feats head) and its gradient wrt head: (), (F, 10), logits.
     The loss stays an array (no device wait)."""
-    # DEVIATION (Hinton's code): the head has no bias; his is never updated from zero.
+    # DEVIATION (Hinton's code): the head has no bias (his is never updated from zero), and
+    # the softmax is row-wise: ffnew.m calls a softmax that the release does not ship.
     logits = feats @ head                                            # (B, 10)
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
@@ -504,42 +515,57 @@ def transposed_product(x: np.ndarray, Wb: np.ndarray) -> np.ndarray:
     return (Wb.T @ x.T).T
 
 
-def ff_grads(net: Net, enc: Encoded, y_pos, y_neg, rule: Rule, grads, peer_means=None):
+def ff_layer_grad(net: Net, l: int, x, enc: Encoded | None, labels, rule: Rule, grad_view,
+                  stats, peer_means=None):
+    """Layer l of the fast step: its local gradient into grad_view (D_l + 1, D_{l+1}) and its
+    loss, mean g_pos / D and mean g_neg / D into stats (3,). x is its input [x, 1] (2B,
+    D_l + 1), rows positives then negatives; layer 0 reads the batch's Encoded instead.
+    labels (2B,): the positive then the negative labels. Returns the next layer's input
+    (None at the top), built before dL/dz overwrites h: no gradient goes back."""
+    Wb, B = net.Wb[l], len(labels) // 2
+    D = Wb.shape[1]
+    h = layer0_z(net, enc, labels) if l == 0 else transposed_product(x, Wb)
+    np.maximum(h, 0, out=h)                                          # (2B, D), rows: pos, neg
+    g = goodness(h)
+    logit = ff_logit(g, D, rule.theta, rule.logit_scale)
+    stats[0] = ff_loss(logit[:B], logit[B:])
+    stats[1] = g[:B].mean() / D
+    stats[2] = g[B:].mean() / D
+    x_next = None
+    if l + 1 < len(net.Wb):                                          # next input, no gradient back
+        x_next = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
+    slope = g.dtype.type(logit_slope(D, rule.logit_scale))          # dlogit/dg
+    dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * slope
+    if rule.peer_norm:
+        peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
+        peer = peer_dz(peer_means[l], h[:B], rule.peer_norm, rule.peer_gate)
+    dz = np.multiply(h, (2 * dl_dg)[:, None], out=h)                 # dL/dz over h (speed-up 5)
+    if rule.peer_norm:
+        dz[:B] += peer
+    if l == 0:
+        # both copies share the image rows; each label row gets its samples' s dz
+        np.matmul(enc.x_in.T, dz[:B] + dz[B:], out=grad_view)
+        onehot = (np.arange(N_CLASSES, like=dz)[:, None] == labels).astype(dz.dtype)  # (10, 2B)
+        label_dz = dz if enc.s is None else dz * np.concatenate([enc.s, enc.s])[:, None]
+        np.matmul(onehot, label_dz, out=grad_view[:LABEL_SLOT])
+    else:
+        np.matmul(x.T, dz, out=grad_view)
+    return x_next
+
+
+def ff_grads(net: Net, enc: Encoded, y_pos, y_neg, rule: Rule, grads, peer_means=None,
+             after_layer=None):
     """ff_grads_plain with speed-ups 1-5: the local gradients of every layer for one batch,
-    written into the flat vector `grads` (same layout as net.params). Returns the stats
-    (L, 3) as an array: loss, mean g_pos / D, mean g_neg / D."""
-    B = len(y_pos)
+    written into the flat vector `grads` (same layout as net.params). after_layer(l), if
+    given, runs as soon as layer l's gradient is ready. Returns the stats (L, 3) as an
+    array: loss, mean g_pos / D, mean g_neg / D."""
     labels = np.concatenate([y_pos, y_neg])                          # (2B,)
     grad_views = layer_views(grads, net.layer_sizes)
     stats, x = np.empty((len(net.Wb), 3), enc.a0.dtype, like=enc.a0), None
-    for l, Wb in enumerate(net.Wb):
-        D = Wb.shape[1]
-        h = layer0_z(net, enc, labels) if l == 0 else transposed_product(x, Wb)
-        np.maximum(h, 0, out=h)                                      # (2B, D), rows: pos, neg
-        g = goodness(h)
-        logit = ff_logit(g, D, rule.theta, rule.logit_scale)
-        stats[l, 0] = ff_loss(logit[:B], logit[B:])
-        stats[l, 1] = g[:B].mean() / D
-        stats[l, 2] = g[B:].mean() / D
-        x_prev = x
-        if l + 1 < len(net.Wb):                                      # next input, no gradient back
-            x = with_bias_input(h, 1 / np.sqrt(g / D + g.dtype.type(RMS_EPS)))
-        slope = g.dtype.type(logit_slope(D, rule.logit_scale))      # dlogit/dg
-        dl_dg = np.concatenate(dloss_dlogit(logit[:B], logit[B:])) * slope
-        if rule.peer_norm:
-            peer_means[l][...] = peer_means_update(peer_means[l], h[:B])
-            peer = peer_dz(peer_means[l], h[:B], rule.peer_norm, rule.peer_gate)
-        dz = np.multiply(h, (2 * dl_dg)[:, None], out=h)             # dL/dz over h (speed-up 5)
-        if rule.peer_norm:
-            dz[:B] += peer
-        if l == 0:
-            # both copies share the image rows; each label row gets its samples' s dz
-            np.matmul(enc.x_in.T, dz[:B] + dz[B:], out=grad_views[0])
-            onehot = (np.arange(N_CLASSES, like=dz)[:, None] == labels).astype(dz.dtype)  # (10, 2B)
-            label_dz = dz if enc.s is None else dz * np.concatenate([enc.s, enc.s])[:, None]
-            np.matmul(onehot, label_dz, out=grad_views[0][:LABEL_SLOT])
-        else:
-            np.matmul(x_prev.T, dz, out=grad_views[l])
+    for l in range(len(net.Wb)):
+        x = ff_layer_grad(net, l, x, enc, labels, rule, grad_views[l], stats[l], peer_means)
+        if after_layer:
+            after_layer(l)
     return stats
 
 
@@ -608,15 +634,16 @@ class Adam:
     eps: float = 1e-8
 
 
-def adam_step(opt: Adam, params, grads, parts):
-    """One Adam step in place, in cache-sized chunks, over each Part at its own lr."""
-    opt.t += 1
+def adam_step(opt: Adam, params, grads, parts, t=None):
+    """One Adam step in place, in cache-sized chunks, over each Part at its own lr. t: the
+    step number of the bias correction (default: the next one); opt.t becomes t."""
+    t = opt.t = opt.t + 1 if t is None else t
     b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
-    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
+    c1, c2 = 1 - opt.beta1 ** t, 1 - opt.beta2 ** t
     # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
     root = math.sqrt(c2 / (1 - opt.beta2))
     eps = DTYPE(opt.eps * root)
-    guard = opt.t % GUARD_EVERY == 0
+    guard = t % GUARD_EVERY == 0
     # CPU: cache-sized chunks; GPU: one chunk per part (each chunk costs kernel launches)
     chunk = ADAM_CHUNK if isinstance(params, np.ndarray) else len(params)
     scratch = np.empty(min(chunk, len(params)), DTYPE, like=params)
@@ -644,14 +671,16 @@ def adam_step(opt: Adam, params, grads, parts):
 def sgd_step(opt: SmoothedSGD, params, grads, parts):
     """One smoothed-SGD step in place: avg_grad = s avg_grad + (1 - s) grad, then
     p -= lr (avg_grad + weight_cost p), with no weight cost on a Part's biases. Overwrites grads."""
-    opt.avg_grad *= opt.avg_grad.dtype.type(opt.smoothing)
-    grads *= grads.dtype.type(1 - opt.smoothing)                     # grads is scratch from here
-    opt.avg_grad += grads
+    smoothing, rest = opt.avg_grad.dtype.type(opt.smoothing), grads.dtype.type(1 - opt.smoothing)
     for start, stop, n_bias, lr in parts:
+        avg_grad, grad = opt.avg_grad[start:stop], grads[start:stop]
+        avg_grad *= smoothing
+        grad *= rest                                                 # grads is scratch from here
+        avg_grad += grad
         if opt.weight_cost:
             params[start:stop - n_bias] *= params.dtype.type(1 - lr * opt.weight_cost)
-        np.multiply(opt.avg_grad[start:stop], params.dtype.type(lr), out=grads[start:stop])
-        params[start:stop] -= grads[start:stop]
+        np.multiply(avg_grad, params.dtype.type(lr), out=grad)
+        params[start:stop] -= grad
 
 
 def param_parts(cfg: Config, lr: float) -> list:
@@ -664,6 +693,14 @@ def param_parts(cfg: Config, lr: float) -> list:
         parts.append(Part(i, i + n, d_out, lr if l == 0 else lr * cfg.deep_lr_scale))
         i += n
     return parts
+
+
+def optimizer_step(opt, params, grads, parts, t=None):
+    """Adam or smoothed SGD, whichever opt is; t: Adam's step number (see adam_step)."""
+    if isinstance(opt, Adam):
+        adam_step(opt, params, grads, parts, t)
+    else:
+        sgd_step(opt, params, grads, parts)
 
 
 def lr_at(cfg: Config, step: int, n_steps: int) -> float:
@@ -754,16 +791,46 @@ def train_step(state: TrainState, cfg: Config, batch: Batch, lr: float, grads):
         sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
                  [Part(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
     y_neg = negative_labels(cfg, net, enc, batch, logits)
+    parts = param_parts(cfg, lr)
     if cfg.step == "plain":
         x_pos, x_neg = embed_label(batch.x, batch.y_pos), embed_label(batch.x, y_neg)
         layer_grads, stats = ff_grads_plain(net, x_pos, x_neg, rule, state.peer_means)
         for view, (dW, db) in zip(layer_views(grads, net.layer_sizes), layer_grads):
             view[:-1], view[-1] = dW, db
+        optimizer_step(state.opt, net.params, grads, parts)
+    elif cfg.schedule == "layer-update":           # each layer's weights while they are hot
+        t = state.opt.t + 1 if isinstance(state.opt, Adam) else None
+
+        def update(l):
+            optimizer_step(state.opt, net.params, grads, [parts[l]], t)
+        stats = ff_grads(net, enc, batch.y_pos, y_neg, rule, grads, state.peer_means, update)
     else:
         stats = ff_grads(net, enc, batch.y_pos, y_neg, rule, grads, state.peer_means)
-    optimizer_step = adam_step if cfg.optimizer == "adam" else sgd_step
-    optimizer_step(state.opt, net.params, grads, param_parts(cfg, lr))
+        optimizer_step(state.opt, net.params, grads, parts)
     return stats, head_loss
+
+
+def train_layer_major(state: TrainState, cfg: Config, batches, lrs, grads):
+    """k consecutive batches [Batch], layer by layer: layer 0 takes all k, each followed by its
+    update, then layer 1 takes their stored outputs, and so on. A layer's gradient needs only
+    its own input, so this is k train_steps in another order, with the same numbers, where
+    the negatives do not depend on the layers above (uniform or hard-first; no head).
+    lrs: each batch's learning rate. Returns the stats (k, L, 3)."""
+    net, rule, k = state.net, rule_of(cfg), len(batches)
+    grad_views = layer_views(grads, net.layer_sizes)
+    stats = np.empty((k, len(net.Wb), 3), DTYPE, like=grads)
+    t0 = state.opt.t if isinstance(state.opt, Adam) else 0
+    inputs, labels = [None] * k, []
+    for l in range(len(net.Wb)):
+        for j, batch in enumerate(batches):
+            enc = None
+            if l == 0:
+                enc = encode(net, batch.x)
+                labels.append(np.concatenate([batch.y_pos, negative_labels(cfg, net, enc, batch, None)]))
+            inputs[j] = ff_layer_grad(net, l, inputs[j], enc, labels[j], rule, grad_views[l],
+                                      stats[j, l], state.peer_means)
+            optimizer_step(state.opt, net.params, grads, [param_parts(cfg, lrs[j])[l]], t0 + j + 1)
+    return stats
 
 
 def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
@@ -820,19 +887,30 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
     n_steps = n_batches * cfg.n_epochs
     grads = np.empty_like(state.net.params)
     sums, head_sum = np.zeros((len(state.net.Wb), 3), like=x), np.zeros((), like=x)
-    checked, shown = 0, time.monotonic()
-    for i in range(n_batches):
+
+    def batch(i):
         rows = slice(i * B, (i + 1) * B)
-        lr = lr_at(cfg, state.epoch * n_batches + i, n_steps)
-        stats, head_loss = train_step(state, cfg, Batch(x[order[rows]], y[order[rows]], draw[rows]),
-                                      lr, grads)
-        sums += stats
-        if head_loss is not None:
-            head_sum += head_loss
+        return Batch(x[order[rows]], y[order[rows]], draw[rows])
+
+    def lr(i):
+        return lr_at(cfg, state.epoch * n_batches + i, n_steps)
+    k = cfg.group_batches if cfg.schedule == "layer-major" else 1
+    checked, shown = 0, time.monotonic()
+    for first in range(0, n_batches, k):
+        group = range(first, min(first + k, n_batches))
+        if cfg.schedule == "layer-major":
+            stats = train_layer_major(state, cfg, [batch(i) for i in group], [lr(i) for i in group], grads)
+            for j in range(len(group)):
+                sums += stats[j]                                     # in batch order, as below
+        else:
+            stats, head_loss = train_step(state, cfg, batch(first), lr(first), grads)
+            sums += stats
+            if head_loss is not None:
+                head_sum += head_loss
         if progress and time.monotonic() - shown > 1:
-            check_finite(to_host(sums), state.epoch, checked, i + 1)
-            checked = i + 1
-            progress(i + 1, n_batches)
+            check_finite(to_host(sums), state.epoch, checked, group[-1] + 1)
+            checked = group[-1] + 1
+            progress(checked, n_batches)
             shown = time.monotonic()
     sums = to_host(sums)
     check_finite(sums, state.epoch, checked, n_batches)
@@ -1385,7 +1463,7 @@ FLAG_TYPES = {"seed": bounded(int, 0), "n_epochs": positive_int, "layer_sizes": 
               "threshold": finite_float, "peer_norm": nonnegative_float, "head_lr": positive_float,
               "head_weight_cost": nonnegative_float, "jitter": bounded(int, 0, 27),
               "train_subset": bounded(int, 1, N_TRAIN), "val_split": bounded(int, 0),
-              "eval_subset": bounded(int, 1, N_TEST)}
+              "eval_subset": bounded(int, 1, N_TEST), "group_batches": positive_int}
 
 
 class OldGoodnessFlag(argparse.Action):
@@ -1462,6 +1540,11 @@ def check_config(p, cfg: Config):
         p.error("--neg-sampling softmax needs --softmax-head")
     if cfg.predict_mode == "softmax" and not cfg.softmax_head:
         p.error("--predict-mode softmax needs --softmax-head")
+    if cfg.schedule == "layer-major" and (cfg.softmax_head or cfg.neg_sampling in ("hard", "softmax")):
+        p.error("--schedule layer-major needs negatives that do not depend on the layers above: "
+                "--neg-sampling uniform or hard-first, and no --softmax-head")
+    if cfg.schedule != "batch" and cfg.step == "plain":
+        p.error(f"--schedule {cfg.schedule} reorders the fast step; --step plain runs batch by batch")
 
 
 def config_from_args(args) -> Config:

@@ -135,19 +135,47 @@ def test_hinton_recipe_learns_the_fake_classes(fake_mnist):
 
 
 @pytest.mark.parametrize("recipe", ["baseline", "hinton"])
-def test_to_device_moves_every_array_of_the_state(recipe):
-    """With NumPy standing in for the device module, every array is handed to xp.asarray
-    (the baseline recipe has no head optimiser)."""
-    _, cfg = ff.parse_args(["--recipe", recipe, "--layer-sizes", "784,8,8"])
-    moved = []
+def test_plain_step_trains_as_the_fast_step(recipe):
+    """--step plain trains through ff_grads_plain, the paper-shaped step; over a few steps
+    its weights agree with the fast step's to float32 rounding."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((150, 784)).astype(np.float32), rng.integers(0, 10, 150)
+    nets = {}
+    for step in ("plain", "fast"):
+        _, cfg = ff.parse_args(["--recipe", recipe, "--layer-sizes", "784,40,30,20", "--batch-size",
+                                "50", "--n-epochs", "1", "--step", step])
+        nets[step], history = ff.train(cfg, x, y, log=None)
+    moved = np.abs(nets["fast"].params - ff.init_state(cfg).net.params).max()
+    assert moved > 1e-3                                  # three steps that change the weights
+    np.testing.assert_allclose(nets["plain"].params, nets["fast"].params, rtol=0, atol=1e-5 * moved)
+    if recipe == "hinton":
+        np.testing.assert_allclose(nets["plain"].head, nets["fast"].head, rtol=1e-5, atol=1e-7)
 
-    class FakeXp:
-        @staticmethod
-        def asarray(a):
-            moved.append(a.shape)
-            return np.array(a)
-    state = ff.to_device(ff.init_state(cfg), FakeXp)
-    n = ff.n_params(cfg.layer_sizes)
-    assert moved.count((n,)) >= (3 if recipe == "baseline" else 2)      # params + optimiser state
-    assert not cfg.softmax_head or {(8, 10), (80,)} <= set(moved)    # head and its optimiser
-    assert state.net.Wb[0].shape == (785, 8)
+
+@pytest.mark.parametrize("schedule, flags", [
+    (["--schedule", "layer-update"], []),
+    (["--schedule", "layer-update"], ["--recipe", "hinton"]),
+    (["--schedule", "layer-major", "--group-batches", "3"], []),
+    (["--schedule", "layer-major", "--group-batches", "4"],
+     ["--neg-sampling", "hard-first", "--optimizer", "sgd", "--lr", "0.01", "--weight-cost", "0.001",
+      "--lr-schedule", "cooldown", "--peer-norm", "0.03", "--deep-lr-scale", "0.5", "--jitter", "1"]),
+], ids=["layer-update", "layer-update hinton", "layer-major", "layer-major hard-first sgd"])
+def test_locality_schedules_give_the_same_weights(schedule, flags):
+    """Updating each layer right after its gradient, or running k batches layer by layer, is
+    the same computation in another order: the weights are bit-identical to --schedule batch."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((290, 784)).astype(np.float32), rng.integers(0, 10, 290)   # 10 batches of 29
+    base = ["--layer-sizes", "784,40,30,20", "--batch-size", "29", "--n-epochs", "2"] + flags
+    (a, history_a), (b, history_b) = (ff.train(ff.parse_args(base + s)[1], x, y, log=None)
+                                      for s in ([], schedule))
+    np.testing.assert_array_equal(a.params, b.params)
+    assert history_a["loss"] == history_b["loss"]
+    if a.head is not None:
+        np.testing.assert_array_equal(a.head, b.head)
+
+
+def test_layer_major_refuses_negatives_from_the_layers_above(capsys):
+    for flags in (["--neg-sampling", "hard"], ["--recipe", "hinton"]):
+        with pytest.raises(SystemExit) as e:
+            ff.parse_args(["--schedule", "layer-major"] + flags)
+        assert e.value.code == 2 and "layer-major" in capsys.readouterr().err

@@ -138,9 +138,10 @@ class Config:
     head_weight_cost: float = option(0.003, "softmax head: weight cost")
     jitter: int = option(0, "shift each training image by up to PX px each epoch (0: off; "
                          "the flag alone: 2)")
-    train_subset: int | None = option(None, "train on the first N of the 60000 training images")
+    train_subset: int | None = option(None, "train on the first N of the 60000 training images",
+                                      metavar="N")
     val_split: int = option(0, "hold out the last N training images and evaluate on them "
-                            "instead of the test set (for tuning)")
+                            "instead of the test set (for tuning)", metavar="N")
     device: str = option("cpu", "cpu (NumPy), or cuda: the same code on an NVIDIA GPU through "
                          "CuPy (pip install cupy-cuda12x)", eval_only=True, choices=("cpu", "cuda"))
     eval_subset: int = option(2000, "training and test images scored after every epoch",
@@ -1166,24 +1167,28 @@ def mnist_dir(data_dir=None) -> Path:
 
 
 def download(name: str, folder: Path, mirrors) -> Path:
-    """Fetch name.gz into folder; written to a temporary name, renamed when complete."""
+    """Fetch name.gz into folder; written to a temporary name, renamed when complete. A
+    failed or interrupted download leaves no folder it made behind."""
     target = folder / f"{name}.gz"
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     reasons = []
-    for base in mirrors:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with urllib.request.urlopen(base + target.name, timeout=DOWNLOAD_TIMEOUT_S) as r:
-                payload = r.read()
-            atomic_write_bytes(target, payload)
-            return target
-        except OSError as e:  # URLError, timeouts and unwritable folders are all OSErrors
-            reasons.append(f"{base}: {getattr(e, 'reason', e)}")
-    for p in made:                                   # leave no empty folder behind
-        try:
-            p.rmdir()
-        except OSError:
-            pass
+    try:
+        for base in mirrors:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with urllib.request.urlopen(base + target.name, timeout=DOWNLOAD_TIMEOUT_S) as r:
+                    payload = r.read()
+                atomic_write_bytes(target, payload)
+                return target
+            except OSError as e:  # URLError, timeouts and unwritable folders are all OSErrors
+                reasons.append(f"{base}: {getattr(e, 'reason', e)}")
+    finally:
+        if not target.exists():
+            for p in made:
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
     raise DataError(
         f"{target} is missing and could not be downloaded "
         f"({'; '.join(reasons) or 'no download mirror configured'}). "
@@ -1485,7 +1490,7 @@ def add_config_flags(p: argparse.ArgumentParser, skip=()):
                            help=meta["help"])
         else:
             p.add_argument(flag, type=FLAG_TYPES.get(f.name, str), choices=meta.get("choices"),
-                           help=meta["help"])
+                           metavar=meta.get("metavar"), help=meta["help"])
     if "logit_scale" not in skip:
         p.add_argument("--goodness", choices=("mean", "sum"), action=OldGoodnessFlag,
                        help="earlier spelling: mean = --logit-scale 1, sum = --logit-scale D")
@@ -1563,6 +1568,8 @@ def parse_args(argv=None):
         array_module(cfg.device)
     except DeviceError as e:
         p.error(str(e))
+    if args.resume and Path(args.resume).is_dir():
+        p.error(f"--resume: {args.resume} is a folder; give the checkpoint file")
     if args.resume and not Path(args.resume).is_file():
         p.error(f"--resume: no such file {args.resume}")
     for flag in ("save", "metrics", "checkpoint"):
@@ -1617,6 +1624,9 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
         return run(args, cfg, argv, checksums, mirrors)
     except KeyboardInterrupt:       # every file is written atomically: none is half-written
         fail("interrupted", 130)
+    except MemoryError:
+        fail(f"out of memory for layer sizes {','.join(map(str, cfg.layer_sizes))} "
+             f"({n_params(cfg.layer_sizes):,} weights); try smaller layers", 1)
 
 
 def run(args, cfg: Config, argv, checksums, mirrors) -> dict:

@@ -13,8 +13,9 @@ frames are drawn after training, so every axis has the same limits in every fram
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import inspect
 import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -26,9 +27,10 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 import ff_label_in_input as ff  # noqa: E402
-from visualize_ff_label_in_input import (COLORS, GOODNESS_LABEL, bars_from_theta,  # noqa: E402
-                                         goodness_limits, goodness_per_unit, goodness_readout,
-                                         goodness_scale, layer_color, readout_goodness)
+from visualize_ff_label_in_input import (COLORS, DATA_DIR_HELP, GOODNESS_LABEL,  # noqa: E402
+                                         bars_from_theta, goodness_limits,
+                                         goodness_per_unit, goodness_readout, goodness_scale,
+                                         layer_color, readout_goodness)
 
 FIGSIZE, DPI = (8, 5.5), 80     # 640 x 440 px frames keep the GIF well under 3 MB
 N_MONITOR = 1000                # fixed test images whose goodness every frame shows
@@ -41,17 +43,15 @@ def build_parser(argv=None):
     --epochs as the earlier spelling of --n-epochs, and this script's own flags."""
     p = argparse.ArgumentParser(description="GIF of FF training on MNIST (label in the first "
                                             "10 pixels).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=ff.HelpFormatter)
     ff.add_config_flags(p, skip=("full_test",))                     # no final report here
-    p.add_argument("--epochs", dest="n_epochs", type=ff.FLAG_TYPES["n_epochs"],
+    p.add_argument("--epochs", dest="n_epochs", type=ff.FLAG_TYPES["n_epochs"], metavar="N",
                    help="earlier spelling of --n-epochs")
-    p.add_argument("--snapshot-every", type=ff.positive_int, default=1,
+    p.add_argument("--snapshot-every", type=ff.positive_int, default=1, metavar="N",
                    help="a frame every N epochs (and at the last epoch)")
     p.add_argument("--fps", type=ff.positive_float, default=6, help="frames per second")
-    p.add_argument("--out", default="ff_label_in_input.gif", help="the GIF to write")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST .gz files; if unset, $HINTON_MNIST_DIR, "
-                        "else ~/.cache/hinton-mnist")
+    p.add_argument("--out", default="ff_label_in_input.gif", metavar="PATH", help="the GIF to write")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
     ff.apply_recipe(p, argv)
     p.set_defaults(train_subset=20000)                              # a GIF's run is shorter
     return p
@@ -63,6 +63,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     cfg = ff.config_from_args(args)
     ff.check_config(p, cfg)
+    try:
+        ff.array_module(cfg.device)                                  # --device cuda without CuPy
+    except ff.DeviceError as e:
+        p.error(str(e))
     if args.snapshot_every > cfg.n_epochs:
         p.error(f"--snapshot-every: at most --n-epochs ({cfg.n_epochs}), got {args.snapshot_every}")
     if Path(args.out).expanduser().is_dir():
@@ -177,19 +181,38 @@ def write_gif(path: Path, frames, fps):
     """Encode the GIF in memory, then write it atomically with the module's writer."""
     durations = [1000 / fps] * len(frames)                           # milliseconds
     durations[-1] += 1000 * HOLD_LAST_S
+    # Pillow takes a list of durations only for an animation; one frame takes a number
     payload = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", plugin="pillow",
-                          duration=durations, loop=0)
+                          duration=durations if len(frames) > 1 else durations[0], loop=0)
     ff.atomic_write_bytes(path, payload)
+
+
+def train_writing_nothing(cfg, x_train, y_train, **kwargs):
+    """ff.train that leaves no file behind on Ctrl-C (this script cannot resume one)."""
+    if "interrupted_to" in inspect.signature(ff.train).parameters:
+        return ff.train(cfg, x_train, y_train, interrupted_to=None, **kwargs)
+    # a module without interrupted_to saves the interrupted state: into a folder removed here
+    with tempfile.TemporaryDirectory(prefix="ff-gif-") as tmp:
+        return ff.train(cfg, x_train, y_train, checkpoint=str(Path(tmp) / "state.npz"), **kwargs)
 
 
 def main(argv=None, checksums=None, mirrors=None):
     """Train once, snapshot, render and write the GIF; return (path, number of frames).
-    checksums and mirrors go to ff.load_mnist (tests use small synthetic files)."""
+    checksums and mirrors go to ff.load_mnist (tests use small synthetic files). Ctrl-C
+    exits 130 with one line and writes nothing."""
     args, cfg = parse_args(argv)
+    try:
+        return make_gif(args, cfg, checksums, mirrors)
+    except (KeyboardInterrupt, ff.Interrupted):
+        ff.fail("interrupted; no GIF was written", code=130)
+
+
+def make_gif(args, cfg, checksums=None, mirrors=None):
+    """Load, train, snapshot, render, write: main() without its Ctrl-C handling."""
     try:
         data = ff.load_mnist(args.data_dir, checksums, mirrors)
     except ff.DataError as e:
-        ff.fail(e)
+        ff.fail(e, code=2)
     (x_train, y_train), (x_held, y_held), held_out = ff.split_data(cfg, *data)
     x_mon, y_mon = x_held[:N_MONITOR], y_held[:N_MONITOR]
     y_wrong = ff.draw_wrong_labels(y_mon, np.random.default_rng(cfg.seed))
@@ -197,10 +220,11 @@ def main(argv=None, checksums=None, mirrors=None):
     callback, snaps = snapshot_recorder(cfg, args.snapshot_every, x_mon, y_mon, y_wrong, x_demo)
     k = cfg.eval_subset
     try:
-        _, history = ff.train(cfg, x_train, y_train, callback=callback,
-                              evaluation=((x_train[:k], y_train[:k]), (x_held[:k], y_held[:k])))
+        _, history = train_writing_nothing(
+            cfg, x_train, y_train, callback=callback,
+            evaluation=((x_train[:k], y_train[:k]), (x_held[:k], y_held[:k])))
     except ff.NonFiniteLoss as e:
-        ff.fail(f"{e}; no GIF was written")
+        ff.fail(f"{e}; no GIF was written", code=1)
     frames = render_frames(snaps, history, cfg, x_demo, y_demo, held_out)
     out = Path(args.out)
     write_gif(out, frames, args.fps)

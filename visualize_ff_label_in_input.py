@@ -13,6 +13,8 @@ threshold theta divide each layer's by its width D: goodness per unit, mean(h^2)
 from __future__ import annotations
 
 import argparse
+import io
+import os
 from pathlib import Path
 
 import matplotlib
@@ -99,12 +101,12 @@ def new_figure(name, **kw):
     return plt.subplots(figsize=FIGSIZES[name], dpi=DPI, **kw)
 
 
-def save(fig, outdir: Path, name: str) -> Path:
-    path = outdir / f"{name}.png"
-    fig.savefig(path, dpi=DPI)
+def save(fig, outdir: Path, name: str):
+    """(path, PNG bytes): drawn in memory; main writes every figure once all are drawn."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
-    print(f"wrote {path}")
-    return path
+    return outdir / f"{name}.png", buf.getvalue()
 
 
 def outline_label_slot(ax):
@@ -326,41 +328,95 @@ def fig_goodness_distributions(net, cfg, x_test, y_test, outdir):
     return save(fig, outdir, "goodness_distributions")
 
 
+# ----------------------------------------------------------------------------
+# CLI. Bad input exits 2, Ctrl-C 130, each with one line (ff.fail).
+# ----------------------------------------------------------------------------
+
+DATA_DIR_HELP = ("folder with the MNIST .gz files (default: $HINTON_MNIST_DIR if set, "
+                 "else ~/.cache/hinton-mnist)")      # ff.HelpFormatter adds no "default: None"
+
+
 def build_parser():
     p = argparse.ArgumentParser(description="Draw the figures of a trained FF model.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="model.npz",
+                                formatter_class=ff.HelpFormatter)
+    p.add_argument("--model", default="model.npz", metavar="PATH",
                    help="model .npz from ff_label_in_input.py --save (trained if missing)")
-    p.add_argument("--outdir", default="viz", help="folder for the PNGs (created if needed)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST .gz files; if unset, $HINTON_MNIST_DIR, "
-                        "else ~/.cache/hinton-mnist")
+    p.add_argument("--outdir", default="viz", metavar="DIR",
+                   help="folder for the PNGs (created if needed)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
     return p
+
+
+def writable_folder(path: Path) -> Path | None:
+    """The nearest existing folder at or above path, if this process may write in it."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return folder if folder.is_dir() and os.access(folder, os.W_OK) else None
+    return None
+
+
+def parse_args(argv=None):
+    """Bad values exit 2 with a one-line reason before any model or data is read."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    model, outdir = Path(args.model).expanduser(), Path(args.outdir).expanduser()
+    if model.is_dir():
+        p.error(f"--model: {args.model} is a folder; give a .npz file")
+    if not model.exists():                                           # it will be trained into
+        folder = model.resolve().parent
+        if not folder.is_dir():
+            p.error(f"--model: {args.model} is missing and its folder {folder} does not exist "
+                    f"to train one into")
+        if not os.access(folder, os.W_OK):
+            p.error(f"--model: {args.model} is missing and its folder {folder} is not writable "
+                    f"to train one into")
+    if outdir.exists() and not outdir.is_dir():
+        p.error(f"--outdir: {args.outdir} is a file; give a folder")
+    if writable_folder(outdir.resolve()) is None:
+        p.error(f"--outdir: cannot create or write to {args.outdir}")
+    return args
 
 
 def main(argv=None, checksums=None, mirrors=None) -> list:
     """Draw every figure; return the written paths. checksums and mirrors go to
-    ff.load_mnist (tests use small synthetic files)."""
-    args = build_parser().parse_args(argv)
-    model, outdir = Path(args.model), Path(args.outdir)
+    ff.load_mnist (tests use small synthetic files). Ctrl-C exits 130 with one line."""
+    args = parse_args(argv)
+    try:
+        return draw(args, checksums, mirrors)
+    except KeyboardInterrupt:
+        ff.fail("interrupted; no figures were written", code=130)
+
+
+def draw(args, checksums=None, mirrors=None) -> list:
+    """Train the model if missing, read it and MNIST, draw every figure in memory, then
+    write them all (a Ctrl-C while drawing leaves no figure or folder behind)."""
+    model, outdir = Path(args.model).expanduser(), Path(args.outdir).expanduser()
     if not model.exists():
-        if not model.expanduser().resolve().parent.is_dir():
-            ff.fail(f"{model} is missing and its folder does not exist to train one into")
         print(f"{model} is missing: training one with the default config")
         ff.main(["--save", str(model)] + (["--data-dir", args.data_dir] if args.data_dir else []),
                 checksums=checksums, mirrors=mirrors)
     try:
         net, cfg, history, metrics = ff.load_model(model)           # a bad file fails first
+    except ff.ModelError as e:
+        ff.fail(e, code=2)
+    try:
         _, _, x_test, y_test = ff.load_mnist(args.data_dir, checksums, mirrors)
+    except ff.DataError as e:
+        ff.fail(e, code=2)
+    figures = [fig_label_encoded_inputs(net, x_test, y_test, outdir),
+               fig_candidate_goodness(net, cfg, x_test, y_test, outdir),
+               fig_training_curves(history, cfg, metrics, outdir),
+               fig_receptive_fields(net, x_test, y_test, outdir),
+               fig_confusion_matrix(net, cfg, x_test, y_test, outdir),
+               fig_goodness_distributions(net, cfg, x_test, y_test, outdir)]
+    try:
         outdir.mkdir(parents=True, exist_ok=True)
-    except (ff.DataError, ff.ModelError, OSError) as e:
-        ff.fail(e)
-    return [fig_label_encoded_inputs(net, x_test, y_test, outdir),
-            fig_candidate_goodness(net, cfg, x_test, y_test, outdir),
-            fig_training_curves(history, cfg, metrics, outdir),
-            fig_receptive_fields(net, x_test, y_test, outdir),
-            fig_confusion_matrix(net, cfg, x_test, y_test, outdir),
-            fig_goodness_distributions(net, cfg, x_test, y_test, outdir)]
+        for path, png in figures:
+            ff.atomic_write_bytes(path, png)
+            print(f"wrote {path}")
+    except OSError as e:
+        ff.fail(f"cannot write the figures into {outdir} ({e})", code=1)
+    return [path for path, _ in figures]
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
-"""Interleaved A/B timing of one training epoch: two versions of the module in one process,
-alternating epochs on the same data, so a noisy shared machine slows both alike.
+"""Interleaved timing of one training epoch: versions of the module, or flag sets, in one
+process, alternating epochs on the same data, so a noisy shared machine slows all alike.
 
     git show 75f9820:ff_label_in_input.py > /tmp/ff_old.py
     python3 benchmarks/ab_epoch.py --old /tmp/ff_old.py                     # 784-500-500
-    python3 benchmarks/ab_epoch.py --old /tmp/ff_old.py --recipe hinton \
-        --layer-sizes 784,2000,2000,2000,2000 --train-subset 10000 --pairs 3
+    python3 benchmarks/ab_epoch.py --old /tmp/ff_old.py --recipe hinton \\
+        --layer-sizes 784,1000,1000,1000 --train-subset 10000
+    python3 benchmarks/ab_epoch.py --layer-sizes 784,2000,2000,2000,2000 --train-subset 10000 \\
+        --variant "--schedule batch" --variant "--schedule layer-update" \\
+        --variant "--schedule layer-major --group-batches 8"
 
-Both modules take train_epoch(state, cfg, x, y) with NumPy arrays. Prints each version's
-median epoch and the ratio new / old.
+With --old: that file's module against this one, same flags. With --variant: this module
+under each extra flag set. Both versions take train_epoch(state, cfg, x, y) with NumPy
+arrays. Prints each median epoch and its ratio to the first.
 """
 
 import argparse
 import importlib.util
+import shlex
 import statistics
 import sys
 import time
@@ -33,36 +38,48 @@ def load_module(path, name):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=ff.HelpFormatter)
-    p.add_argument("--old", required=True, help="path of the other ff_label_in_input.py")
-    p.add_argument("--recipe", choices=tuple(ff.RECIPES), default="baseline", help="recipe of both")
+    p.add_argument("--old", help="path of another ff_label_in_input.py to time against this one")
+    p.add_argument("--variant", action="append", metavar="FLAGS",
+                   help="extra training flags of one variant (repeat; without --old)")
+    p.add_argument("--recipe", choices=tuple(ff.RECIPES), default="baseline", help="recipe of all")
     p.add_argument("--layer-sizes", type=ff.layer_sizes_arg, default=[784, 500, 500],
                    help="comma-separated sizes, input first")
     p.add_argument("--train-subset", type=ff.bounded(int, 1, ff.N_TRAIN), default=ff.N_TRAIN,
                    help="images per epoch")
-    p.add_argument("--pairs", type=ff.positive_int, default=5, help="timed epochs of each version")
+    p.add_argument("--pairs", type=ff.positive_int, default=5, help="timed epochs of each")
     args = p.parse_args(argv)
-    if not Path(args.old).is_file():
+    if args.old and not Path(args.old).is_file():
         p.error(f"--old: no such file {args.old}")
-    x, y, _, _ = ff.load_mnist(mirrors=())
+    if bool(args.old) == bool(args.variant):
+        p.error("give --old PATH or at least one --variant FLAGS")
+    try:
+        x, y, _, _ = ff.load_mnist(mirrors=())
+    except ff.DataError as e:
+        ff.fail(e)
     x, y = x[:args.train_subset], y[:args.train_subset]
     flags = ["--recipe", args.recipe, "--layer-sizes", ",".join(map(str, args.layer_sizes))]
-    versions = {"old": load_module(args.old, "ff_old"), "new": ff}
-    runs = {}
-    for name, module in versions.items():
-        cfg = module.parse_args(flags)[1]
-        state = module.init_state(cfg)
-        module.train_epoch(state, cfg, x, y)                          # warm-up
-        runs[name] = (module, cfg, state)
-    times = {name: [] for name in versions}
-    for _ in range(args.pairs):
-        for name, (module, cfg, state) in runs.items():
-            t0 = time.perf_counter()
-            module.train_epoch(state, cfg, x, y)
-            times[name].append(time.perf_counter() - t0)
+    if args.old:
+        runs = {"old": (load_module(args.old, "ff_old"), flags), "new": (ff, flags)}
+    else:
+        runs = {v: (ff, flags + shlex.split(v)) for v in args.variant}
+    states = {}
+    for name, (module, run_flags) in runs.items():
+        cfg = module.parse_args(run_flags)[1]
+        states[name] = (module, cfg, module.init_state(cfg))
+        module.train_epoch(states[name][2], cfg, x, y)                # warm-up
+    times = {name: [] for name in runs}
+    try:
+        for _ in range(args.pairs):
+            for name, (module, cfg, state) in states.items():
+                t0 = time.perf_counter()
+                module.train_epoch(state, cfg, x, y)
+                times[name].append(time.perf_counter() - t0)
+    except KeyboardInterrupt:
+        ff.fail("interrupted", 130)
     med = {k: statistics.median(v) for k, v in times.items()}
+    first = next(iter(med))
     for k, v in times.items():
-        print(f"{k}: median {med[k]:.3f} s  ({' '.join(f'{t:.3f}' for t in v)})")
-    print(f"new / old: {med['new'] / med['old']:.3f}")
+        print(f"{k}: median {med[k]:.3f} s, x{med[k] / med[first]:.3f}  ({' '.join(f'{t:.3f}' for t in v)})")
     return med
 
 

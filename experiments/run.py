@@ -305,12 +305,16 @@ RUNS = all_runs()
 GROUP_NAMES = tuple(dict.fromkeys(r.group for r in RUNS))
 
 
+def unknown_names(runs, only) -> list:
+    """The names in `only` that match no run."""
+    return [n for n in only or () if not any(matches(r, n) for r in runs)]
+
+
 def select(runs, groups=None, only=None) -> list:
     """The runs of the named groups and/or named entries ("entry", "stem", "group/entry")."""
-    if only:
-        unknown = [n for n in only if not any(matches(r, n) for r in runs)]
-        if unknown:
-            raise SystemExit(f"error: no run named {', '.join(unknown)} (see --list)")
+    unknown = unknown_names(runs, only)
+    if unknown:
+        raise SystemExit(f"error: no run named {', '.join(unknown)} (see --list)")
     return [r for r in runs if (groups is None or r.group in groups)
             and (only is None or any(matches(r, n) for n in only))]
 
@@ -801,20 +805,39 @@ def status(runs) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--group", nargs="+", choices=GROUP_NAMES, help="run (or list) these groups")
+    p.add_argument("--group", nargs="+", choices=GROUP_NAMES, metavar="GROUP",
+                   help=f"run (or list) these groups: {', '.join(GROUP_NAMES)}")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run (or list) these entries: NAME (all seeds), a file stem, or GROUP/NAME")
     p.add_argument("--all", action="store_true", help="run everything that is missing")
     p.add_argument("--jobs", type=int, default=1, choices=(1, 2), help="runs at once (default: 1)")
-    p.add_argument("--blas-threads", type=int, default=None,
+    p.add_argument("--blas-threads", type=ff.positive_int, default=None, metavar="N",
                    help="OpenBLAS threads per run (default: 1 with --jobs 2, else as set)")
     p.add_argument("--list", action="store_true", help="print the commands and stop")
     p.add_argument("--tables", action="store_true", help="print the README tables")
     p.add_argument("--readme", action="store_true",
                    help="rewrite the README's tables from the results (after its <!-- table NAME --> lines)")
+    return p
+
+
+def main(argv=None):
+    """The CLI; returns the exit status. Bad flags exit 2, Ctrl-C 130, each with one line."""
+    p = build_parser()
     args = p.parse_args(argv)
+    unknown = unknown_names(RUNS, args.only)
+    if unknown:
+        p.error(f"--only: no run named {', '.join(unknown)} (see --list)")
+    try:
+        return run_cli(args)
+    except KeyboardInterrupt:
+        print("interrupted; runs with a checkpoint resume from it next time", file=sys.stderr)
+        return 130
+
+
+def run_cli(args) -> int:
+    """main() after its flags are checked."""
     chosen = args.group is not None or args.only is not None
     runs = select(RUNS, args.group, args.only)
     if args.list:
@@ -824,11 +847,7 @@ def main(argv=None):
     if chosen or args.all:
         todo = [r for r in runs if not (ROOT / r.out).exists()]
         print(f"{len(todo)} of {len(runs)} runs to make", flush=True)
-        try:
-            ok = run_all(todo, args.jobs, args.blas_threads)
-        except KeyboardInterrupt:
-            print("interrupted; runs with a checkpoint resume from it next time", file=sys.stderr)
-            return 130
+        ok = run_all(todo, args.jobs, args.blas_threads)
     if args.readme:
         print("README tables updated: " + ", ".join(update_readme()))
     if args.tables:

@@ -78,9 +78,9 @@ def test_missing_model_in_a_missing_folder_is_refused(fake_mnist, tmp_path, caps
     with pytest.raises(SystemExit) as e:
         fake_mnist.main(viz, ["--model", str(tmp_path / "no" / "model.npz"),
                               "--outdir", str(tmp_path)])
-    assert e.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "does not exist" in err
+    assert e.value.code == 2                                     # refused by the parser
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--model" in err[-1] and "does not exist" in err[-1] and "Traceback" not in err
 
 
 def test_garbage_model_is_a_one_line_error(tmp_path):
@@ -92,24 +92,24 @@ def test_garbage_model_is_a_one_line_error(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "", "HOME": str(tmp_path / "home"), "MPLBACKEND": "Agg",
                               "HINTON_MNIST_DIR": str(tmp_path / "no-data-here")})
-    assert out.returncode == 1, out.stderr
+    assert out.returncode == 2, out.stderr                       # a bad input file
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
     assert "Traceback" not in out.stderr and "not a readable" in out.stderr
     assert not (tmp_path / "viz").exists()
 
 
 def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    """No data and no mirror: both scripts stop with one line (exit 1), writing nothing."""
+    """No data and no mirror: both scripts stop with one line (exit 2), writing nothing."""
     monkeypatch.setenv("HINTON_MNIST_DIR", str(tmp_path / "none"))
     with pytest.raises(SystemExit) as e:
         viz.main(["--model", str(tmp_path / "m.npz"), "--outdir", str(tmp_path / "viz")],
                  mirrors=())
-    assert e.value.code == 1
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "HINTON_MNIST_DIR" in err
     with pytest.raises(SystemExit) as e:
         gif.main(TINY_GIF + ["--out", str(tmp_path / "a.gif")], mirrors=())
-    assert e.value.code == 1
+    assert e.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "a.gif").exists() and not (tmp_path / "viz").exists()
 

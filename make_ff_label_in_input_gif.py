@@ -28,9 +28,8 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # n
 
 import ff_label_in_input as ff  # noqa: E402
 from visualize_ff_label_in_input import (COLORS, DATA_DIR_HELP, GOODNESS_LABEL,  # noqa: E402
-                                         bars_from_theta, goodness_limits,
-                                         goodness_per_unit, goodness_readout, goodness_scale,
-                                         layer_color, readout_goodness)
+                                         bars_from_theta, goodness_limits, goodness_readout,
+                                         goodness_scale, layer_color)
 
 FIGSIZE, DPI = (8, 5.5), 80     # 640 x 440 px frames keep the GIF well under 3 MB
 N_MONITOR = 1000                # fixed test images whose goodness every frame shows
@@ -86,10 +85,10 @@ def snapshot_recorder(cfg, snapshot_every, x_mon, y_mon, y_wrong, x_demo):
     def callback(epoch, net, history):
         if epoch % snapshot_every and epoch != cfg.n_epochs:
             return
-        g = goodness_per_unit(net, x_mon)                            # (N, 10, L)
+        g = ff.goodness_per_unit(net, x_mon)                            # (N, 10, L)
         snaps.append({"epoch": epoch,
                       "g_pos": g[rows, y_mon], "g_neg": g[rows, y_wrong],   # (N, L) each
-                      "demo": readout_goodness(net, x_demo, mode)[0],       # (10,)
+                      "demo": ff.readout_goodness(net, x_demo, mode)[0],       # (10,)
                       "head": (int(ff.predict(net, x_demo, "softmax")[0])
                                if net.head is not None else None)})
     return callback, snaps

@@ -59,24 +59,9 @@ def layer_color(l: int) -> str:
     return COLORS["layers"][l % len(COLORS["layers"])]
 
 
-def goodness_per_unit(net, x) -> np.ndarray:
-    """ff.label_goodness divided by each layer's width: mean(h^2), comparable with theta.
-    (N, 784) -> (N, 10, L)"""
-    return ff.label_goodness(net, x) / np.asarray(net.layer_sizes[1:], dtype=ff.DTYPE)
-
-
 def goodness_readout(mode: str) -> str:
     """The goodness read-out a figure shows: the model's own, all layers for a softmax one."""
     return "all" if mode == "softmax" else mode
-
-
-def readout_goodness(net, x, mode: str) -> np.ndarray:
-    """Goodness of a read-out's layers for each candidate label, per unit:
-    sum over its layers of sum(h^2), divided by their units. The argmax is the read-out's
-    prediction (one constant factor); for one layer it is mean(h^2). (N, 784) -> (N, 10)"""
-    layers = ff.readout_layers(mode, len(net.Wb))
-    units = sum(net.layer_sizes[l + 1] for l in layers)
-    return ff.label_goodness(net, x, layers).sum(axis=2) / ff.DTYPE(units)
 
 
 def goodness_limits(values, theta, pad=0.08):
@@ -143,7 +128,7 @@ def fig_candidate_goodness(net, cfg, x_test, y_test, outdir):
     mode = goodness_readout(cfg.predict_mode)
     layers = ff.readout_layers(mode, len(net.Wb))
     x, y = x_test[:N_SCORED], y_test[:N_SCORED]
-    g = readout_goodness(net, x, mode)                               # (N, 10)
+    g = ff.readout_goodness(net, x, mode)                            # (N, 10)
     by_goodness = g.argmax(axis=1)
     by_head = ff.predict(net, x, "softmax") if net.head is not None else None
     pred = by_head if cfg.predict_mode == "softmax" else by_goodness
@@ -249,8 +234,8 @@ def fig_training_curves(history, cfg, metrics, outdir):
 
 def fig_receptive_fields(net, x_test, y_test, outdir):
     """Layer 0 weights (net.W[0]) as 28x28 images: alive units, largest weight norm first."""
-    x = ff.first_layer_inputs(ff.embed_label(x_test[:N_SCORED], y_test[:N_SCORED]), net.input_norm)
-    h = ff.relu(x @ net.W[0] + net.b[0])
+    x = ff.embed_label(x_test[:N_SCORED], y_test[:N_SCORED])
+    h = ff.forward(net, x)[1][0]                                     # layer 0's activities
     alive = np.flatnonzero((h > 0).any(axis=0))
     candidates = alive if len(alive) else np.arange(h.shape[1])     # all dead: show them anyway
     norms = np.linalg.norm(net.W[0][ff.LABEL_SLOT:, candidates], axis=0)   # image pixels only
@@ -303,7 +288,7 @@ def fig_confusion_matrix(net, cfg, x_test, y_test, outdir):
 def fig_goodness_distributions(net, cfg, x_test, y_test, outdir):
     """Per layer: goodness per unit with the true label (positive) vs a random wrong one."""
     x, y = x_test[:N_SCORED], y_test[:N_SCORED]
-    g = goodness_per_unit(net, x)                                    # (N, 10, L)
+    g = ff.goodness_per_unit(net, x)                                 # (N, 10, L)
     y_wrong = ff.draw_wrong_labels(y, np.random.default_rng(0))
     rows = np.arange(len(y))
     g_pos, g_neg = g[rows, y], g[rows, y_wrong]                      # (N, L)

@@ -55,9 +55,9 @@ def test_candidate_goodness_is_the_models_readout_per_unit(fake_mnist, tmp_path)
     net, cfg, _, _ = tiny_hinton_model(fake_mnist, tmp_path / "model.npz")
     assert cfg.predict_mode == "skip-first"
     x = ff.load_mnist(checksums=fake_mnist.checksums, mirrors=())[2][:40]
-    g = viz.readout_goodness(net, x, cfg.predict_mode)
+    g = ff.readout_goodness(net, x, cfg.predict_mode)
     assert np.array_equal(g.argmax(axis=1), ff.predict(net, x, cfg.predict_mode))
-    per_unit = viz.goodness_per_unit(net, x)                     # (N, 10, L)
+    per_unit = ff.goodness_per_unit(net, x)                     # (N, 10, L)
     h = ff.relu(ff.first_layer_inputs(ff.embed_label(x, np.full(len(x), 3)), net.input_norm)
                 @ net.W[0] + net.b[0])
     assert np.allclose(per_unit[:, 3, 0], (h ** 2).mean(axis=1), rtol=1e-4)

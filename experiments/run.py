@@ -293,11 +293,24 @@ def other_runs():
                                           "--train-subset", "10000", "--warmup", "1"))):
         out = f"results/bench/{name}.json"
         yield Run("bench", name, out, ("benchmarks/bench_ff.py", *flags, "--json", out), alone=True)
+    # The backprop baseline (README "Does FF move less data than backprop?").
+    for name, flags in (("bp_784-500-500_s0", "--layer-sizes 784,500,500 --n-epochs 30 --batch-size 128"),
+                        ("bp_4x2000_s0", "--layer-sizes 784,2000,2000,2000,2000 --n-epochs 30 "
+                                         "--batch-size 100")):
+        out = f"results/backprop/{name}.json"
+        yield Run("backprop", name, out, ("experiments/backprop.py", *flags.split(), "--optimizer",
+                                          "adam", "--lr", "0.001", "--seed", "0", "--metrics", out),
+                  f"runs/backprop/{name}.ckpt.npz")
+    # ByteDMD of the training steps (benchmarks/data_movement.py).
+    for group in ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
+                  "schedules_depth"):
+        out = f"results/data_movement/{group}.json"
+        yield Run("data_movement", group, out, ("benchmarks/data_movement.py", "--only", group))
 
 
 def all_runs() -> list:
     runs = [r for g, spec in GROUPS.items() for r in training_runs(g, spec)] + list(other_runs())
-    order = list(GROUPS) + ["dead_units", "bench"]
+    order = list(GROUPS) + ["dead_units", "bench", "backprop", "data_movement"]
     return sorted(runs, key=lambda r: order.index(r.group))      # stable: entry order kept
 
 
@@ -714,6 +727,141 @@ def bench_table():
     return "\n".join(lines)
 
 
+FF_REFERENCE = {   # the FF run each backprop run is held against: (group, entry, read-out)
+    (784, 500, 500): ("headline", "headline", "all"),
+    (784, 2000, 2000, 2000, 2000): ("hinton", "paper_4x2000", "skip-first"),
+}
+
+
+def ff_reference(sizes):
+    """(label, mean test error %, epochs, steps per epoch) of the FF run a net is held against."""
+    group, entry, mode = FF_REFERENCE[tuple(sizes)]
+    ms = [read_json(p) for p in existing(group)] if group == "headline" else load(entry, group)
+    errors = [100 * (1 - m["prediction_modes"][mode]) for m in ms]
+    cfg = ms[0]["config"]
+    steps = -(-(ff.N_TRAIN - cfg.get("val_split", 0)) // cfg["batch_size"])
+    return f"`{group}/{entry}`", sum(errors) / len(errors), cfg["n_epochs"], steps
+
+
+def backprop_table():
+    """results/backprop/*.json: the backprop baseline against FF's result at the same size."""
+    lines = ["| run | hidden | optimiser | epochs | test error (%) per epoch 1 / 5 / 10 / last | best (epoch) "
+             "| FF run, its error | first backprop epoch at or below it | s per epoch (CPU, BLAS threads) |",
+             "|---" * 9 + "|"]
+    for path in existing("backprop"):
+        b = read_json(path)
+        cfg, errs = b["config"], b["history"]["test_error"]
+        label, ff_err, _, _ = ff_reference(cfg["layer_sizes"])
+        reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
+        best = min(range(len(errs)), key=errs.__getitem__)
+        picks = " / ".join(f"{errs[i - 1]:.2f}" for i in (1, 5, 10, len(errs)) if i <= len(errs))
+        seconds = sorted(b["history"]["seconds"])[len(errs) // 2]
+        threads = b.get("blas_threads", {})
+        threads = threads.get("OPENBLAS_NUM_THREADS") if isinstance(threads, dict) else threads
+        lines.append(f"| `{Path(path).stem}` | {hidden(cfg['layer_sizes'])} | {cfg['optimizer']} lr "
+                     f"{cfg['lr']}, batch {cfg['batch_size']} | {len(errs)} | {picks} | {errs[best]:.2f} "
+                     f"({best + 1}) | {label}, {ff_err:.2f} | {reached or 'not reached'} | {seconds:.1f} "
+                     f"({b['cpu']}, {threads or 'default'}) |")
+    return "\n".join(lines)
+
+
+def dm_points(group):
+    path = ROOT / f"results/data_movement/{group}.json"
+    return read_json(path)["points"] if path.exists() else []
+
+
+def net_label(p):
+    return f"{hidden(p['layer_sizes'])}, B {p['batch_size']}, {p['recipe']}"
+
+
+def data_movement_table():
+    """ByteDMD per training step, FF over backprop: the main points, with the tiled model and
+    FF's schedules."""
+    schedules = {(tuple(q["layer_sizes"]), q["batch_size"], q["recipe"]): q for q in dm_points("schedules")}
+    lines = ["| net, batch, recipe | FF per step | backprop per step | FF / BP | without the optimiser update "
+             "| tiled GEMMs, T = 512 / 128 / 32 | FF layer-update / BP | FF layer-major / BP | peak live bytes FF / BP |",
+             "|---" * 9 + "|"]
+    for p in dm_points("main"):
+        q = schedules.get((tuple(p["layer_sizes"]), p["batch_size"], p["recipe"]), {})
+        tiled = " / ".join(f"{p['ff_over_bp_tiled'][t]:.2f}" for t in sorted(p["ff_over_bp_tiled"], key=int, reverse=True))
+        major = f"{q['layer-major']['ff_over_bp']:.2f}" if "layer-major" in q else "n/a (negatives from above)"
+        update = f"{q['layer-update']['ff_over_bp']:.2f}" if "layer-update" in q else "n/a"
+        lines.append(f"| {net_label(p)} | {p['ff']['total']:.3g} | {p['bp']['total']:.3g} | {p['ff_over_bp']:.2f} "
+                     f"| {p['not_update_ff_over_bp']:.2f} | {tiled} | {update} | {major} | {p['peak_live_ff_over_bp']:.2f} |")
+    return "\n".join(lines)
+
+
+KINDS = ("weights", "optimizer", "grads", "activations", "data")
+
+
+def data_movement_kinds_table():
+    """Where the cost goes: share of each kind of buffer and of each layer, FF and backprop."""
+    lines = ["| net, batch, recipe | method | " + " | ".join(KINDS) + " | per layer (0, 1, ...; head or output last) |",
+             "|---" * (3 + len(KINDS)) + "|"]
+    for p in dm_points("main"):
+        for method in ("ff", "bp"):
+            m = p[method]
+            total = m["total"]
+            kinds = " | ".join(f"{100 * m['per_kind'].get(k, 0) / total:.0f}%" for k in KINDS)
+            layers = sorted((k for k in m["per_layer"] if k != "None"), key=lambda k: (not k.isdigit(), k.zfill(3)))
+            per_layer = " / ".join(f"{100 * m['per_layer'][k] / total:.0f}" for k in layers)
+            lines.append(f"| {net_label(p)} | {'FF' if method == 'ff' else 'backprop'} | {kinds} | {per_layer} |")
+    return "\n".join(lines)
+
+
+def data_movement_sweep_table():
+    """FF / backprop per step as depth, width and batch move (batch schedule)."""
+    lines = ["| sweep | net, batch | baseline FF / BP | hinton FF / BP | baseline without update | hinton without update |",
+             "|---" * 6 + "|"]
+    for name in ("depth", "width", "batch"):
+        points = dm_points(f"sweep_{name}")
+        keys = list(dict.fromkeys((tuple(p["layer_sizes"]), p["batch_size"]) for p in points))
+        for sizes, batch in keys:
+            by = {p["recipe"]: p for p in points if (tuple(p["layer_sizes"]), p["batch_size"]) == (sizes, batch)}
+            cells = [f"{by[r]['ff_over_bp']:.2f}" if r in by else "n/a" for r in ("baseline", "hinton")]
+            cells += [f"{by[r]['not_update_ff_over_bp']:.2f}" if r in by else "n/a" for r in ("baseline", "hinton")]
+            lines.append(f"| {name} | {hidden(list(sizes))}, B {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def data_movement_run_table():
+    """Per training run to FF's test error: per-step cost x steps, backprop's epochs measured."""
+    lines = ["| net | FF run: epochs x steps, test error | backprop: first epoch at or below it | "
+             "FF / BP per step | FF / BP per run |", "|---" * 5 + "|"]
+    steps_bp = {}
+    for path in existing("backprop"):
+        b = read_json(path)
+        steps_bp[tuple(b["config"]["layer_sizes"])] = b
+    for p in dm_points("main"):
+        sizes = tuple(p["layer_sizes"])
+        if sizes not in steps_bp or (sizes == (784, 2000, 2000, 2000, 2000)) != (p["recipe"] == "hinton"):
+            continue                       # each FF run is held against its own recipe's point
+        label, ff_err, ff_epochs, ff_steps = ff_reference(sizes)
+        b = steps_bp[sizes]
+        errs = b["history"]["test_error"]
+        reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
+        bp_steps = -(-ff.N_TRAIN // b["config"]["batch_size"])
+        if reached:
+            run = f"{p['ff_over_bp'] * ff_epochs * ff_steps / (reached * bp_steps):.1f}"
+            bp = f"epoch {reached} ({reached} x {bp_steps} steps)"
+        else:
+            run = f"no equal-error run; {ff_epochs} FF epochs / {len(errs)} backprop epochs: " \
+                  f"{p['ff_over_bp'] * ff_epochs * ff_steps / (len(errs) * bp_steps):.1f}"
+            bp = f"not in {len(errs)} epochs (best {min(errs):.2f}%)"
+        lines.append(f"| {hidden(list(sizes))} ({p['recipe']}) | {label}: {ff_epochs} x {ff_steps}, {ff_err:.2f}% "
+                     f"| {bp} | {p['ff_over_bp']:.2f} | {run} |")
+    return "\n".join(lines)
+
+
+def data_movement_test_table():
+    """Test time: one call of each read-out on 1000 images, over backprop's forward pass."""
+    lines = ["| net, recipe | FF 10-label goodness / BP forward | FF softmax head / BP forward |", "|---" * 3 + "|"]
+    for p in dm_points("test_time"):
+        head = f"{p['ff_softmax_over_bp']:.2f}" if "ff_softmax_over_bp" in p else "n/a (no head)"
+        lines.append(f"| {hidden(p['layer_sizes'])}, {p['recipe']} | {p['ff_goodness_over_bp']:.1f} | {head} |")
+    return "\n".join(lines)
+
+
 def summary_table():
     """The README's results at a glance, each row from its JSON, linking to its section."""
     rows = []
@@ -758,6 +906,12 @@ TABLES = {
     "hinton": (hinton_table, lambda: existing("hinton")),
     "ablation": (ablation_table, lambda: existing("ablation")),
     "bench": (bench_table, lambda: existing("bench")),
+    "backprop": (backprop_table, lambda: existing("backprop")),
+    "data_movement": (data_movement_table, lambda: existing("data_movement", ["main"])),
+    "data_movement_kinds": (data_movement_kinds_table, lambda: existing("data_movement", ["main"])),
+    "data_movement_sweeps": (data_movement_sweep_table, lambda: existing("data_movement", ["sweep_depth"])),
+    "data_movement_run": (data_movement_run_table, lambda: existing("backprop")),
+    "data_movement_test": (data_movement_test_table, lambda: existing("data_movement", ["test_time"])),
 }
 
 

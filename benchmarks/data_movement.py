@@ -1,0 +1,403 @@
+"""Does Forward-Forward move less data than backprop? ByteDMD per training step (issue 16).
+
+    python3 benchmarks/data_movement.py                      # everything -> results/data_movement/
+    python3 benchmarks/data_movement.py --only main          # the three headline points
+    python3 benchmarks/data_movement.py --only test_time     # test-time read-outs
+    python3 benchmarks/data_movement.py --only schedules     # FF's locality schedules
+    python3 benchmarks/data_movement.py --only schedules_depth   # ... at 2, 4, 8 layers of 2000
+    python3 benchmarks/data_movement.py --layer-sizes 784,20,20 --batch-size 8 --recipe baseline \
+        --json /tmp/point.json                               # one point
+
+Each point traces the code that trains: ff.train_step for Forward-Forward and
+experiments/backprop.py's backprop_step for the baseline, run on recording arrays
+(benchmarks/recording.py) for --steps consecutive steps on fresh random batches (the
+trace does not depend on the pixel values). The backprop net has the same hidden layers
+plus a 10-way softmax output, and the FF recipe's optimiser (Adam for baseline, smoothed
+SGD with its weight cost for hinton). Prices come from benchmarks/dmd.py:
+  array   each buffer version is one block, read once per op: for a GEMM the
+          ideal-tiling lower bound (every input byte read once);
+  tiled   each GEMM run as T x T tiles against the same stack (--tiles), so the
+          ratio's sensitivity to that assumption shows.
+A step is priced in steady state: the first step that costs exactly what the one before
+it cost (the first steps are cold). Breakdowns: per buffer kind (weights, optimizer,
+grads, data, activations, peer_means), per layer ("head" for the softmax head; an
+activation belongs to the deepest layer among the inputs of the op that made it), per op;
+peak live bytes; the optimiser update ("update": every ff.adam_step / ff.sgd_step call,
+the head's included) apart from the rest. The weights of a recorded step equal those of
+a plain NumPy step (tests/test_recording.py). On recording arrays adam_step takes its
+non-NumPy path (one chunk per layer, as on a GPU), which gives the same numbers.
+
+Test time (--only test_time): one call of the module's own read-outs on PREDICT_CHUNK host
+images, in steady state: FF's 10-label goodness (ff.label_goodness), FF's softmax head
+(ff.head_logits, hinton) and backprop's forward pass (bp.predict), results to the host.
+"""
+
+import argparse
+import dataclasses
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "experiments"))
+import dmd  # noqa: E402
+import ff_label_in_input as ff  # noqa: E402
+from recording import RecArray, Recorder  # noqa: E402
+
+import backprop as bp  # noqa: E402
+
+MAIN_POINTS = [("784,500,500", 128, "baseline"), ("784,2000,2000,2000,2000", 100, "baseline"),
+               ("784,2000,2000,2000,2000", 100, "hinton")]
+MAIN_TILES = (512, 128, 32)
+TEST_POINTS = [("784,500,500", "baseline"), ("784,2000,2000,2000,2000", "baseline"),
+               ("784,2000,2000,2000,2000", "hinton")]
+SWEEPS = {   # name -> [(layer sizes, batch)], baseline and hinton recipes each
+    "depth": [("784," + ",".join(["2000"] * n), 100) for n in (2, 4, 8)],
+    "width": [("784," + ",".join([str(w)] * 4), 100) for w in (500, 1000, 1500, 2000)],
+    "batch": [("784,2000,2000,2000,2000", b) for b in (64, 128, 256, 512, 1024)],
+}
+
+
+# ---------------------------------------------------------------- states on recording arrays
+
+def tag_layers(rec, flat, sizes, kind):
+    """Wrap a flat parameter-shaped vector and make each layer's [W; b] its own block."""
+    x = rec.wrap(flat, kind)
+    for l, view in enumerate(ff.layer_views(x, sizes)):
+        rec.tag(view, kind, l)
+    return x
+
+
+def ff_to_recording(rec, state):
+    """The FF TrainState with every array on recording arrays, tagged by kind and layer."""
+    net, sizes = state.net, state.net.layer_sizes
+    params = tag_layers(rec, net.params, sizes, "weights")
+    head = None if net.head is None else rec.wrap(net.head, "weights", "head")
+    if isinstance(state.opt, ff.Adam):
+        opt = dataclasses.replace(state.opt, m=tag_layers(rec, state.opt.m, sizes, "optimizer"),
+                                  v=tag_layers(rec, state.opt.v, sizes, "optimizer"))
+    else:
+        opt = dataclasses.replace(state.opt,
+                                  avg_grad=tag_layers(rec, state.opt.avg_grad, sizes, "optimizer"))
+    head_opt = state.head_opt and dataclasses.replace(
+        state.head_opt, avg_grad=rec.wrap(state.head_opt.avg_grad, "optimizer", "head"))
+    peer = [rec.wrap(r, "peer_means", l) for l, r in enumerate(state.peer_means)]
+    return dataclasses.replace(state, net=ff.Net(sizes, params, net.input_norm, head), opt=opt,
+                               head_opt=head_opt, peer_means=peer)
+
+
+def bp_to_recording(rec, state):
+    """The backprop BPState on recording arrays, tagged by kind and layer."""
+    params = tag_layers(rec, state.params, state.sizes, "weights")
+    if isinstance(state.opt, ff.Adam):
+        opt = dataclasses.replace(state.opt, m=tag_layers(rec, state.opt.m, state.sizes, "optimizer"),
+                                  v=tag_layers(rec, state.opt.v, state.sizes, "optimizer"))
+    else:
+        opt = dataclasses.replace(state.opt, avg_grad=tag_layers(rec, state.opt.avg_grad, state.sizes,
+                                                                 "optimizer"))
+    return dataclasses.replace(state, params=params, opt=opt)      # Wb: views of the new params
+
+
+def state_arrays(obj) -> list:
+    """Every RecArray held by a state (its weights, optimiser, peer means), for live_out."""
+    out = []
+    for v in (vars(obj).values() if dataclasses.is_dataclass(obj) else obj):
+        if isinstance(v, RecArray):
+            out.append(v)
+        elif dataclasses.is_dataclass(v) or isinstance(v, list):
+            out += state_arrays(v)
+    return out
+
+
+# ---------------------------------------------------------------- the two steps, recorded
+
+def ff_config(layer_sizes, batch_size, recipe, schedule="batch"):
+    return ff.parse_args(["--recipe", recipe, "--layer-sizes", layer_sizes, "--batch-size",
+                          str(batch_size), "--schedule", schedule, "--quiet"])[1]
+
+
+def bp_config(cfg):
+    """The backprop baseline with the FF recipe's hidden layers, batch and optimiser."""
+    return bp.BPConfig(seed=cfg.seed, layer_sizes=list(cfg.layer_sizes), batch_size=cfg.batch_size,
+                       optimizer=cfg.optimizer, lr=cfg.lr, smoothing=cfg.smoothing,
+                       weight_cost=cfg.weight_cost)
+
+
+def random_batch(rng, cfg):
+    """Images (B, 784) float32, labels (B,) int64 and the negatives' draw, as train_epoch's."""
+    B = cfg.batch_size
+    x = rng.random((B, ff.N_PIXELS), dtype=np.float32)
+    y = rng.integers(0, ff.N_CLASSES, B)
+    draw = rng.integers(1, ff.N_CLASSES, B) if cfg.neg_sampling == "uniform" else rng.random(B)
+    return x, y, draw
+
+
+def run_ff(cfg, n_steps, seed=0, rec=None):
+    """n_steps of ff.train_step on fresh random batches: on recording arrays of rec, or
+    plain NumPy if rec is None (the twin the tests compare with). Returns the state.
+    With --schedule layer-major a step is one ff.train_layer_major call on
+    cfg.group_batches batches."""
+    rng, state = np.random.default_rng(seed), ff.init_state(cfg)
+    grads = np.zeros_like(state.net.params)
+    if rec is not None:
+        state, grads = ff_to_recording(rec, state), tag_layers(rec, grads, cfg.layer_sizes, "grads")
+    k = cfg.group_batches if cfg.schedule == "layer-major" else 1
+    for _ in range(n_steps):
+        draws = [random_batch(rng, cfg) for _ in range(k)]
+        if rec is not None:
+            rec.mark()
+            draws = [[rec.wrap(a) for a in d] for d in draws]
+        batches = [ff.Batch(*d) for d in draws]
+        if cfg.schedule == "layer-major":
+            ff.train_layer_major(state, cfg, batches, [cfg.lr] * k, grads)
+        else:
+            ff.train_step(state, cfg, batches[0], cfg.lr, grads)
+    return state
+
+
+def run_bp(cfg, n_steps, seed=0, rec=None):
+    """n_steps of backprop_step, as run_ff; cfg is the FF config (see bp_config)."""
+    bcfg = bp_config(cfg)
+    rng, state = np.random.default_rng(seed), bp.init_state(bcfg)
+    grads = np.zeros_like(state.params)
+    if rec is not None:
+        state, grads = bp_to_recording(rec, state), tag_layers(rec, grads, state.sizes, "grads")
+    for _ in range(n_steps):
+        x, y, _ = random_batch(rng, cfg)
+        if rec is not None:
+            rec.mark()
+            x, y = rec.wrap(x), rec.wrap(y)
+        bp.backprop_step(state, x, y, bcfg.lr, grads)
+    return state
+
+
+def record(run, cfg, n_steps, seed=0):
+    """A recorded run: (recorder, live_out = the final state's blocks, state). The events
+    of every optimiser call (ff.adam_step, ff.sgd_step, the head's too) are listed in
+    rec.update_spans as (first, end) event indices, to split a step into update and rest.
+    Adam's subnormal guard (4 more passes over m and v every ff.GUARD_EVERY-th step) is
+    off while recording, so that steps repeat exactly (layer-major's groups of 8 would
+    otherwise alternate with and without it)."""
+    rec, saved = Recorder(), (ff.adam_step, ff.sgd_step, ff.GUARD_EVERY)
+    rec.update_spans = []
+
+    def spanned(step):
+        def optimizer_step(*args, **kwargs):
+            first = len(rec.trace)
+            step(*args, **kwargs)
+            rec.update_spans.append((first, len(rec.trace)))
+        return optimizer_step
+    # both steps look these up in ff at call time
+    ff.adam_step, ff.sgd_step, ff.GUARD_EVERY = spanned(saved[0]), spanned(saved[1]), 10 ** 9
+    try:
+        state = run(cfg, n_steps, seed, rec)
+    finally:
+        ff.adam_step, ff.sgd_step, ff.GUARD_EVERY = saved
+    return rec, rec.keys(*state_arrays(state)), state
+
+
+def priced_step(rec, live_out, tiles=()) -> dict:
+    """The steady-state step under the array model, and its total under each tile size."""
+    i, cost = dmd.steady_state(rec.trace, rec.marks, rec.tags, live_out)
+    lo = rec.marks[i if i is not None else -1]
+    update = sum(c for k, c in enumerate(cost.per_event, lo)
+                 if any(a <= k < b for a, b in rec.update_spans))
+    out = {"steady_step": i, **cost.as_dict(), "update": update, "not_update": cost.total - update,
+           "tiled": {}}
+    for T in tiles:
+        j, tiled = dmd.steady_state(rec.trace, rec.marks, rec.tags, live_out, tile=T)
+        out["tiled"][str(T)] = {"steady_step": j, "total": tiled.total}
+    return out
+
+
+def measure(layer_sizes, batch_size, recipe, n_steps=4, tiles=(), seed=0) -> dict:
+    """FF and backprop ByteDMD per training step at one size and recipe."""
+    cfg = ff_config(layer_sizes, batch_size, recipe)
+    point = {"layer_sizes": cfg.layer_sizes, "batch_size": batch_size, "recipe": recipe}
+    for name, run in (("ff", run_ff), ("bp", run_bp)):
+        t0 = time.perf_counter()
+        rec, live_out, _ = record(run, cfg, n_steps, seed)
+        t1 = time.perf_counter()
+        point[name] = priced_step(rec, live_out, tiles)
+        point[name]["record_s"] = round(t1 - t0, 2)
+        point[name]["price_s"] = round(time.perf_counter() - t1, 2)
+    point["ff_over_bp"] = point["ff"]["total"] / point["bp"]["total"]
+    point["ff_over_bp_tiled"] = {T: point["ff"]["tiled"][T]["total"] / point["bp"]["tiled"][T]["total"]
+                                 for T in point["ff"]["tiled"]}
+    point["not_update_ff_over_bp"] = point["ff"]["not_update"] / point["bp"]["not_update"]
+    point["peak_live_ff_over_bp"] = point["ff"]["peak_live_bytes"] / point["bp"]["peak_live_bytes"]
+    return point
+
+
+def readout_cost(cfg, which, n_images, n_calls=3, seed=0) -> dict:
+    """Steady-state ByteDMD of one test-time call on n_images host images: FF's 10-label
+    goodness read-out (ff.label_goodness, every layer), FF's softmax head (ff.head_logits,
+    a neutral-label pass) or backprop's forward pass (bp.predict), each bringing its result
+    back to the host."""
+    rec, rng = Recorder(), np.random.default_rng(seed)
+    if which == "bp":
+        state = bp_to_recording(rec, bp.init_state(bp_config(cfg)))
+    else:
+        state = ff_to_recording(rec, ff.init_state(cfg))
+    for _ in range(n_calls):
+        x = rng.random((n_images, ff.N_PIXELS), dtype=np.float32)
+        rec.mark()
+        if which == "bp":
+            bp.predict(state.Wb, rec.wrap(x)).get()
+        elif which == "ff_goodness":
+            ff.label_goodness(state.net, x)
+        else:
+            ff.head_logits(state.net, x)
+    i, cost = dmd.steady_state(rec.trace, rec.marks, rec.tags, rec.keys(*state_arrays(state)))
+    return {"steady_step": i, **cost.as_dict()}
+
+
+def measure_test(layer_sizes, recipe, n_images=ff.PREDICT_CHUNK) -> dict:
+    """Test-time ByteDMD per call of n_images images (the module's prediction chunk)."""
+    cfg = ff_config(layer_sizes, 100, recipe)
+    point = {"layer_sizes": cfg.layer_sizes, "recipe": recipe, "n_images": n_images}
+    for which in ("ff_goodness", "ff_softmax", "bp"):
+        if which != "ff_softmax" or cfg.softmax_head:
+            point[which] = readout_cost(cfg, which, n_images)
+    for which in ("ff_goodness", "ff_softmax"):
+        if which in point:
+            point[f"{which}_over_bp"] = point[which]["total"] / point["bp"]["total"]
+    return point
+
+
+def measure_schedules(layer_sizes, batch_size, recipe, n_steps=3) -> dict:
+    """FF's ByteDMD per batch under each training order that gives the same weights
+    (--schedule batch, layer-update, and layer-major where the recipe allows it), against
+    backprop's step."""
+    point = {"layer_sizes": [int(v) for v in layer_sizes.split(",")], "batch_size": batch_size,
+             "recipe": recipe}
+    rec, live_out, _ = record(run_bp, ff_config(layer_sizes, batch_size, recipe), n_steps)
+    point["bp"] = priced_step(rec, live_out)["total"]
+    plain = ff_config(layer_sizes, batch_size, recipe)
+    for schedule in ("batch", "layer-update", "layer-major"):
+        needs_above = plain.softmax_head or plain.neg_sampling in ("hard", "softmax")
+        if schedule == "layer-major" and needs_above:
+            continue                                 # the negatives need the layers above
+        cfg = ff_config(layer_sizes, batch_size, recipe, schedule)
+        rec, live_out, _ = record(run_ff, cfg, n_steps)
+        p = priced_step(rec, live_out)
+        k = cfg.group_batches if schedule == "layer-major" else 1
+        point[schedule] = {"batches_per_step": k, "per_batch": p["total"] / k,
+                           "ff_over_bp": p["total"] / k / point["bp"], "steady_step": p["steady_step"],
+                           "peak_live_bytes": p["peak_live_bytes"],
+                           "per_kind_per_batch": {kd: v / k for kd, v in p["per_kind"].items()}}
+    return point
+
+
+def line(p) -> str:
+    """One fixed-width line per point."""
+    sizes = "-".join(map(str, p["layer_sizes"]))
+    tiled = " ".join(f"T{T}:{r:.2f}" for T, r in p["ff_over_bp_tiled"].items())
+    return (f"{sizes:>28} B={p['batch_size']:<5} {p['recipe']:<8} FF {p['ff']['total']:.3e}  "
+            f"BP {p['bp']['total']:.3e}  FF/BP {p['ff_over_bp']:.2f}  no update "
+            f"{p['not_update_ff_over_bp']:.2f}  peak FF/BP "
+            f"{p['peak_live_ff_over_bp']:.2f}  {tiled}")
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+
+
+def write(path, payload):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+GROUPS = ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
+          "schedules_depth")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=ff.HelpFormatter)
+    p.add_argument("--only", choices=GROUPS, action="append",
+                   help="this group only, written to results/data_movement/GROUP.json (repeat; "
+                        "default: every group)")
+    p.add_argument("--layer-sizes", type=ff.layer_sizes_arg,
+                   help="one point instead of the groups, e.g. 784,500,500")
+    p.add_argument("--batch-size", type=ff.positive_int, default=100, help="with --layer-sizes")
+    p.add_argument("--recipe", choices=tuple(ff.RECIPES), default="baseline", help="with --layer-sizes")
+    p.add_argument("--tiles", default="", help="tile sizes T for the tiled-GEMM model, e.g. 256,64 "
+                   f"(the main group uses {','.join(map(str, MAIN_TILES))})")
+    p.add_argument("--steps", type=ff.bounded(int, 2), default=4,
+                   help="steps recorded per trace (steady state needs two equal ones)")
+    p.add_argument("--json", metavar="PATH", help="with --layer-sizes: write the point here")
+    p.add_argument("--out-dir", default="results/data_movement", metavar="DIR",
+                   help="where the groups' JSON goes (relative to the repository root)")
+    return p
+
+
+def run_group(group, tiles, steps):
+    """The points of one group, each printed as it is measured."""
+    results = []
+    if group == "test_time":
+        points = [(lambda s=s, r=r: measure_test(s, r)) for s, r in TEST_POINTS]
+    elif group == "schedules":
+        points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r)) for s, b, r in MAIN_POINTS]
+    elif group == "schedules_depth":                 # the README's figure: FF/BP against depth
+        points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r))
+                  for s, b in SWEEPS["depth"] for r in ("baseline", "hinton")]
+    elif group == "main":
+        points = [(lambda s=s, b=b, r=r: measure(s, b, r, steps, tiles or MAIN_TILES))
+                  for s, b, r in MAIN_POINTS]
+    else:
+        points = [(lambda s=s, b=b, r=r: measure(s, b, r, steps, tiles))
+                  for s, b in SWEEPS[group[len("sweep_"):]] for r in ("baseline", "hinton")]
+    for point in points:
+        t0 = time.perf_counter()
+        results.append(point())
+        p = results[-1]
+        if group == "test_time":
+            text = "test time " + "  ".join(f"{k} {v:.2f}" for k, v in p.items() if k.endswith("_over_bp"))
+        elif group.startswith("schedules"):
+            text = "schedules FF/BP per batch: " + "  ".join(
+                f"{k} {v['ff_over_bp']:.2f}" for k, v in p.items() if isinstance(v, dict))
+        else:
+            text = line(p)
+        print(f"{text}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return results
+
+
+def main(argv=None) -> list:
+    p = build_parser()
+    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python3 benchmarks/data_movement.py", shlex.join(given)]).strip()
+    try:
+        tiles = tuple(int(t) for t in args.tiles.split(",") if t)
+    except ValueError:
+        p.error(f"--tiles: {args.tiles!r} is not a comma-separated list of integers")
+    try:
+        if args.layer_sizes:
+            sizes = ",".join(map(str, args.layer_sizes))
+            point = measure(sizes, args.batch_size, args.recipe, args.steps, tiles)
+            print(line(point))
+            if args.json:
+                write(args.json, {"command": command, "versions": versions(), "points": [point]})
+            return [point]
+        done = []
+        out_dir = Path(args.out_dir) if Path(args.out_dir).is_absolute() else HERE.parent / args.out_dir
+        for group in args.only or GROUPS:
+            results = run_group(group, tiles, args.steps)
+            write(out_dir / f"{group}.json", {"command": command, "versions": versions(), "points": results})
+            done += results
+        return done
+    except KeyboardInterrupt:
+        ff.fail("interrupted; the groups finished before are written", 130)
+
+
+if __name__ == "__main__":
+    main()

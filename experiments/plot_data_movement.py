@@ -1,0 +1,51 @@
+"""Figure of the README's data-movement section: FF / backprop ByteDMD per batch against
+depth, for each training order that gives the same weights.
+
+    python3 experiments/plot_data_movement.py     # writes viz/data_movement_depth.png
+
+Reads results/data_movement/schedules_depth.json (made by
+`python3 benchmarks/data_movement.py --only schedules_depth`).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "results" / "data_movement" / "schedules_depth.json"
+OUT = ROOT / "viz" / "data_movement_depth.png"
+SCHEDULES = (("batch", "all gradients, then one update", "-"),
+             ("layer-update", "each layer updated after its gradient", "--"),
+             ("layer-major", "layer-major, 8 batches a group", ":"))
+RECIPES = (("baseline", "tab:blue"), ("hinton", "tab:red"))
+
+
+def main():
+    if not SOURCE.exists():
+        sys.exit(f"error: {SOURCE.relative_to(ROOT)} is missing; run "
+                 f"python3 benchmarks/data_movement.py --only schedules_depth")
+    points = json.loads(SOURCE.read_text())["points"]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for recipe, color in RECIPES:
+        mine = sorted((p for p in points if p["recipe"] == recipe), key=lambda p: len(p["layer_sizes"]))
+        for schedule, label, style in SCHEDULES:
+            xy = [(len(p["layer_sizes"]) - 1, p[schedule]["ff_over_bp"]) for p in mine if schedule in p]
+            if xy:
+                ax.plot(*zip(*xy), style, marker="o", color=color, label=f"{recipe}: {label}")
+    ax.axhline(1, color="0.5", lw=0.8)
+    ax.set(xlabel="hidden layers of 2000 units (batch 100)", ylabel="FF / backprop, ByteDMD per batch",
+           xticks=[2, 4, 8], title="Does FF move less data than backprop? (array-granularity ByteDMD)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    OUT.parent.mkdir(exist_ok=True)
+    fig.savefig(OUT)
+    print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -887,6 +887,23 @@ def summary_table():
         rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",
                      f"{b['ratio_module_over_floor']:.2f}x this machine's floor, "
                      f"{b['ratio_reference_over_module']:.2f}x faster than plain NumPy", "#performance"))
+    for path in existing("backprop"):
+        b = read_json(path)
+        cfg, errs = b["config"], b["history"]["test_error"]
+        label, ff_err, _, _ = ff_reference(cfg["layer_sizes"])
+        reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
+        rows.append((f"backprop baseline, {hidden(cfg['layer_sizes'])}, {len(errs)} epochs ({cfg['optimizer']})",
+                     f"{errs[-1]:.2f}% test error (best {min(errs):.2f}%); FF's {ff_err:.2f}% "
+                     + (f"first reached in epoch {reached}" if reached else "not reached"),
+                     "#does-ff-move-less-data-than-backprop"))
+    main = dm_points("main")
+    if main:
+        ratios = [p["ff_over_bp"] for p in main]
+        majors = [q["layer-major"]["ff_over_bp"] for q in dm_points("schedules") if "layer-major" in q]
+        rows.append(("data movement per training step, FF / backprop (ByteDMD)",
+                     f"{min(ratios):.2f}-{max(ratios):.2f} in batch order"
+                     + (f"; down to {min(majors):.2f} layer-major" if majors else ""),
+                     "#does-ff-move-less-data-than-backprop"))
     lines = ["| what | result | details |", "|---|---|---|"]
     lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]
     return "\n".join(lines)

@@ -26,29 +26,34 @@ import ff_label_in_input as ff  # noqa: E402
 def layer1_input_l1(net, x, y):
     """Mean ||x||_1 of layer 1's input for images carrying their true label: the
     RMS-normalised layer-0 activity."""
-    h0 = ff.relu(ff.first_layer_inputs(ff.embed_label(x, y), net.input_norm) @ net.W[0] + net.b[0])
-    return float(np.abs(ff.rms_normalize(h0)).sum(axis=1).mean())
+    xs, _ = ff.forward(net, ff.embed_label(x, y))
+    return float(np.abs(xs[1]).sum(axis=1).mean())
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--deep-lr-scale", type=float, default=1.0)
-    p.add_argument("--json", default=None, help="write the counts here")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=ff.HelpFormatter)
+    p.add_argument("--steps", type=ff.positive_int, default=50, help="Adam steps to follow")
+    p.add_argument("--deep-lr-scale", type=ff.positive_float, default=1.0,
+                   help="learning-rate multiplier of layer 1")
+    p.add_argument("--json", metavar="PATH", help="write the counts here")
     args = p.parse_args(argv)
-    x, y, x_test, y_test = ff.load_mnist()
+    try:
+        x, y, x_test, y_test = ff.load_mnist()
+    except ff.DataError as e:
+        ff.fail(e)
     cfg = ff.Config(deep_lr_scale=args.deep_lr_scale)
     state = ff.init_state(cfg)
-    order = state.rngs["order"].permutation(len(x))          # the first epoch's order
+    order, draw = ff.epoch_draws(state, cfg, len(x))         # the first epoch's draws
     grads = np.empty_like(state.net.params)
     counts, l1_norms = [], []
     for step in range(args.steps + 1):
         counts.append(ff.dead_units(state.net, x_test[:2000], y_test[:2000])[1])
         if step == args.steps:
             break
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        rows = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+        idx = order[rows]
         l1_norms.append(layer1_input_l1(state.net, x[idx], y[idx]))
-        ff.train_step(state, cfg, x[idx], y[idx], cfg.lr, grads)
+        ff.train_step(state, cfg, ff.Batch(x[idx], y[idx], draw[rows]), cfg.lr, grads)
     print("step  dead layer-1 units (of 500)")
     for s in sorted({0, 1, 2, 3, 5, 10, 20, 30, args.steps}):
         if s <= args.steps:

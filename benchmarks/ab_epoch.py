@@ -16,6 +16,9 @@ arrays. Prints each median epoch and its ratio to the first.
 
 import argparse
 import importlib.util
+import json
+import os
+import platform
 import shlex
 import statistics
 import sys
@@ -23,9 +26,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+import numpy as np  # noqa: E402
 
 import ff_label_in_input as ff  # noqa: E402
+from bench_ff import cpu_name  # noqa: E402
 
 
 def load_module(path, name):
@@ -47,6 +53,7 @@ def main(argv=None):
     p.add_argument("--train-subset", type=ff.bounded(int, 1, ff.N_TRAIN), default=ff.N_TRAIN,
                    help="images per epoch")
     p.add_argument("--pairs", type=ff.positive_int, default=5, help="timed epochs of each")
+    p.add_argument("--json", metavar="PATH", help="write the medians here")
     args = p.parse_args(argv)
     if args.old and not Path(args.old).is_file():
         p.error(f"--old: no such file {args.old}")
@@ -80,6 +87,15 @@ def main(argv=None):
     first = next(iter(med))
     for k, v in times.items():
         print(f"{k}: median {med[k]:.3f} s, x{med[k] / med[first]:.3f}  ({' '.join(f'{t:.3f}' for t in v)})")
+    if args.json:
+        given = sys.argv[1:] if argv is None else argv
+        result = {"command": "python3 benchmarks/ab_epoch.py " + shlex.join(given), "flags": flags,
+                  "n_images": len(x), "median_s": med, "all_s": times,
+                  "ratio_to_first": {k: v / med[first] for k, v in med.items()},
+                  "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+                              "python": platform.python_version(), "numpy": np.__version__,
+                              "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}}
+        ff.atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
     return med
 
 

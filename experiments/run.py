@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import os
 import re
 import signal
@@ -249,7 +250,7 @@ class Run:
 
     def shell(self) -> str:
         """The command as one line for a shell in the repository root."""
-        line = " ".join(self.command())
+        line = shlex.join(self.command())
         if self.stdout:
             line += f" > {self.out}"
         if self.stop_after_epoch:
@@ -293,6 +294,19 @@ def other_runs():
                                           "--train-subset", "10000", "--warmup", "1"))):
         out = f"results/bench/{name}.json"
         yield Run("bench", name, out, ("benchmarks/bench_ff.py", *flags, "--json", out), alone=True)
+    # Interleaved A/B epochs (README "Performance"): against the module before issue 15
+    # (git show 75f9820:ff_label_in_input.py > runs/ff_75f9820.py), and FF's schedules.
+    old = ("--old", "runs/ff_75f9820.py")
+    schedules = ("--variant", "--schedule batch", "--variant", "--schedule layer-update",
+                 "--variant", "--schedule layer-major --group-batches 8")
+    for name, flags in (("ab_784-500-500", old + ("--train-subset", "20000")),
+                        ("ab_hinton_3x1000", old + ("--recipe", "hinton", "--layer-sizes", "784,1000,1000,1000",
+                                                    "--train-subset", "10000")),
+                        ("schedules_784-500-500", schedules + ("--train-subset", "20000")),
+                        ("schedules_4x2000", schedules + ("--layer-sizes", "784,2000,2000,2000,2000",
+                                                          "--train-subset", "5000", "--pairs", "3"))):
+        out = f"results/bench/{name}.json"
+        yield Run("bench", name, out, ("benchmarks/ab_epoch.py", *flags, "--json", out), alone=True)
     # The backprop baseline (README "Does FF move less data than backprop?").
     for name, flags in (("bp_784-500-500_s0", "--layer-sizes 784,500,500 --n-epochs 30 --batch-size 128"),
                         ("bp_4x2000_s0", "--layer-sizes 784,2000,2000,2000,2000 --n-epochs 30 "
@@ -708,9 +722,26 @@ BENCH_ROWS = (  # label, key, format (the JSON holds more: layer-0 prediction, R
 )
 
 
+def ab_table():
+    """results/bench/ab_*.json and schedules_*.json: interleaved epochs, median seconds."""
+    lines = ["| comparison | flags of all | images | median epoch (s) | ratio to the first | CPU, BLAS threads |",
+             "|---|---|---|---|---|---|"]
+    for path in existing("bench"):
+        if not Path(path).name.startswith(("ab_", "schedules_")):
+            continue
+        b = read_json(path)
+        medians, ratios = b["median_s"], b["ratio_to_first"]
+        seconds = " / ".join(f"{name}: {t:.2f}" for name, t in medians.items())
+        relative = " / ".join(f"{ratios[name]:.3f}" for name in medians)
+        machine = b["machine"]
+        lines.append(f"| `{Path(path).stem}` | `{' '.join(b['flags'])}` | {b['n_images']} | {seconds} "
+                     f"| {relative} | {machine['cpu']}, {machine['OPENBLAS_NUM_THREADS'] or 'default'} |")
+    return "\n".join(lines)
+
+
 def bench_table():
     """results/bench/*.json side by side, smallest network first."""
-    benches = sorted((read_json(p) for p in existing("bench")),
+    benches = sorted((read_json(p) for p in existing("bench") if Path(p).name.startswith("bench_")),
                      key=lambda b: ff.n_params(b["layer_sizes"]))
     head = [f"{'-'.join(map(str, b['layer_sizes']))}, {b['n_images'] // 1000}K images" for b in benches]
     lines = ["| median seconds | " + " | ".join(head) + " |", "|---" * (1 + len(benches)) + "|"]
@@ -883,7 +914,7 @@ def summary_table():
                      f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "
                      f"read-out, seed{'s' if len(ms) > 1 else ''} {', '.join(str(m['config']['seed']) for m in ms)}",
                      "#paper-scale"))
-    for b in sorted((read_json(p) for p in existing("bench")), key=lambda b: ff.n_params(b["layer_sizes"])):
+    for b in sorted((read_json(p) for p in existing("bench") if Path(p).name.startswith("bench_")), key=lambda b: ff.n_params(b["layer_sizes"])):
         rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",
                      f"{b['ratio_module_over_floor']:.2f}x this machine's floor, "
                      f"{b['ratio_reference_over_module']:.2f}x faster than plain NumPy", "#performance"))
@@ -922,7 +953,8 @@ TABLES = {
                                                 for r in runs_of(g, e) if (ROOT / r.out).exists()]),
     "hinton": (hinton_table, lambda: existing("hinton")),
     "ablation": (ablation_table, lambda: existing("ablation")),
-    "bench": (bench_table, lambda: existing("bench")),
+    "bench": (bench_table, lambda: [p for p in existing("bench") if Path(p).name.startswith("bench_")]),
+    "ab": (ab_table, lambda: [p for p in existing("bench") if not Path(p).name.startswith("bench_")]),
     "backprop": (backprop_table, lambda: existing("backprop")),
     "data_movement": (data_movement_table, lambda: existing("data_movement", ["main"])),
     "data_movement_kinds": (data_movement_kinds_table, lambda: existing("data_movement", ["main"])),

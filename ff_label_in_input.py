@@ -576,7 +576,7 @@ def candidate_goodness(net: Net, enc: Encoded, depth: int, per_unit=False) -> np
     width, giving mean(h^2). (B, 10, depth)"""
     B = len(enc.a0)
     labels = np.repeat(np.arange(N_CLASSES, like=enc.a0), B)
-    out = np.empty((N_CLASSES, B, depth), DTYPE, like=enc.a0)
+    out, x = np.empty((N_CLASSES, B, depth), DTYPE, like=enc.a0), None
     for l in range(depth):
         h = layer0_z(net, enc, labels) if l == 0 else x @ net.Wb[l]  # (10B, D)
         np.maximum(h, 0, out=h)                                      # ReLU in place
@@ -1568,11 +1568,19 @@ def parse_args(argv=None):
         array_module(cfg.device)
     except DeviceError as e:
         p.error(str(e))
-    if args.resume and Path(args.resume).is_dir():
-        p.error(f"--resume: {args.resume} is a folder; give the checkpoint file")
-    if args.resume and not Path(args.resume).is_file():
-        p.error(f"--resume: no such file {args.resume}")
-    for flag in ("save", "metrics", "checkpoint"):
+    check_paths(p, args, ("save", "metrics", "checkpoint"))
+    return args, cfg
+
+
+def check_paths(p: argparse.ArgumentParser, args, outputs):
+    """Refuse up front (exit 2) a --resume that is not a file and any output flag whose
+    path is a folder or sits in a folder that cannot be written (shared by the scripts)."""
+    resume = getattr(args, "resume", None)
+    if resume and Path(resume).is_dir():
+        p.error(f"--resume: {resume} is a folder; give the checkpoint file")
+    if resume and not Path(resume).is_file():
+        p.error(f"--resume: no such file {resume}")
+    for flag in outputs:
         path = getattr(args, flag)
         if path is not None:
             if Path(path).expanduser().is_dir():
@@ -1580,7 +1588,6 @@ def parse_args(argv=None):
             parent = Path(path).expanduser().resolve().parent
             if not parent.is_dir() or not os.access(parent, os.W_OK):
                 p.error(f"--{flag}: cannot write to folder {parent}")
-    return args, cfg
 
 
 def split_data(cfg: Config, x_train, y_train, x_test, y_test):

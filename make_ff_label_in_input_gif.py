@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import tempfile
 from pathlib import Path
 
@@ -68,11 +67,7 @@ def parse_args(argv=None):
         p.error(str(e))
     if args.snapshot_every > cfg.n_epochs:
         p.error(f"--snapshot-every: at most --n-epochs ({cfg.n_epochs}), got {args.snapshot_every}")
-    if Path(args.out).expanduser().is_dir():
-        p.error(f"--out: {args.out} is a folder; give a file name")
-    folder = Path(args.out).expanduser().resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        p.error(f"--out: cannot write to folder {folder}")
+    ff.check_paths(p, args, ("out",))
     return args, cfg
 
 

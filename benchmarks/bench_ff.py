@@ -203,12 +203,7 @@ def parse_args(argv=None):
         xp = ff.array_module(args.device)
     except ff.DeviceError as e:
         p.error(str(e))
-    if args.json is not None:
-        path = Path(args.json).expanduser()
-        if path.is_dir():
-            p.error(f"--json: {args.json} is a folder; give a file name")
-        if not path.resolve().parent.is_dir() or not os.access(path.resolve().parent, os.W_OK):
-            p.error(f"--json: cannot write to folder {path.resolve().parent}")
+    ff.check_paths(p, args, ("json",))
     return args, xp
 
 

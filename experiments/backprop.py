@@ -55,6 +55,7 @@ class BPConfig:
     batch_size: int = 128
     optimizer: str = "adam"                                # adam, or sgd (smoothed, Hinton's code)
     lr: float = 0.001
+    lr_schedule: str = "constant"                          # or cooldown: ff.lr_at's schedule
     smoothing: float = 0.9                                 # sgd: g = s g + (1 - s) grad
     weight_cost: float = 0.0                               # sgd: weight decay per unit of lr
     val_split: int = 0                                     # hold out the last N training images
@@ -166,7 +167,8 @@ def train_epoch(state: BPState, cfg: BPConfig, x, y) -> float:
     loss_sum = np.zeros((), np.float64, like=state.params)
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        loss_sum += backprop_step(state, x[idx], y[idx], cfg.lr, grads)
+        lr = ff.lr_at(cfg, state.epoch * n_batches + i, n_batches * cfg.n_epochs)
+        loss_sum += backprop_step(state, x[idx], y[idx], lr, grads)
     state.epoch += 1
     return float(loss_sum) / n_batches
 
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer,
                    help="adam (ff.adam_step), or sgd: SGD on smoothed gradients with weight cost (ff.sgd_step)")
     p.add_argument("--lr", type=ff.positive_float, default=d.lr, help="learning rate")
+    p.add_argument("--lr-schedule", choices=("constant", "cooldown"), default=d.lr_schedule,
+                   help="constant, or cooldown: constant for half the steps, then linear to 0")
     p.add_argument("--smoothing", type=ff.bounded(float, 0.0, 0.999), default=d.smoothing,
                    help="sgd: gradient smoothing s")
     p.add_argument("--weight-cost", type=ff.nonnegative_float, default=d.weight_cost,

@@ -310,7 +310,9 @@ def other_runs():
     # The backprop baseline (README "Does FF move less data than backprop?").
     for name, flags in (("bp_784-500-500_s0", "--layer-sizes 784,500,500 --n-epochs 30 --batch-size 128"),
                         ("bp_4x2000_s0", "--layer-sizes 784,2000,2000,2000,2000 --n-epochs 30 "
-                                         "--batch-size 100")):
+                                         "--batch-size 100"),
+                        ("bp_4x2000_cooldown_s0", "--layer-sizes 784,2000,2000,2000,2000 --n-epochs 20 "
+                                                  "--batch-size 100 --lr-schedule cooldown")):
         out = f"results/backprop/{name}.json"
         yield Run("backprop", name, out, ("experiments/backprop.py", *flags.split(), "--optimizer",
                                           "adam", "--lr", "0.001", "--seed", "0", "--metrics", out),
@@ -758,15 +760,15 @@ def bench_table():
     return "\n".join(lines)
 
 
-FF_REFERENCE = {   # the FF run each backprop run is held against: (group, entry, read-out)
-    (784, 500, 500): ("headline", "headline", "all"),
-    (784, 2000, 2000, 2000, 2000): ("hinton", "paper_4x2000", "skip-first"),
+FF_REFERENCE = {   # the FF run each backprop run is held against: (group, entry, read-out, recipe)
+    (784, 500, 500): ("headline", "headline", "all", "baseline"),
+    (784, 2000, 2000, 2000, 2000): ("hinton", "paper_4x2000", "skip-first", "hinton"),
 }
 
 
 def ff_reference(sizes):
     """(label, mean test error %, epochs, steps per epoch) of the FF run a net is held against."""
-    group, entry, mode = FF_REFERENCE[tuple(sizes)]
+    group, entry, mode, _ = FF_REFERENCE[tuple(sizes)]
     ms = [read_json(p) for p in existing(group)] if group == "headline" else load(entry, group)
     errors = [100 * (1 - m["prediction_modes"][mode]) for m in ms]
     cfg = ms[0]["config"]
@@ -857,28 +859,27 @@ def data_movement_sweep_table():
 
 def data_movement_run_table():
     """Per training run to FF's test error: per-step cost x steps, backprop's epochs measured."""
-    lines = ["| net | FF run: epochs x steps, test error | backprop: first epoch at or below it | "
+    lines = ["| net | FF run: epochs x steps, test error | backprop run: first epoch at or below it | "
              "FF / BP per step | FF / BP per run |", "|---" * 5 + "|"]
-    steps_bp = {}
+    main = {tuple(p["layer_sizes"]): p for p in dm_points("main")      # at the FF run's own recipe
+            if FF_REFERENCE.get(tuple(p["layer_sizes"]), (None,) * 4)[3] == p["recipe"]}
     for path in existing("backprop"):
         b = read_json(path)
-        steps_bp[tuple(b["config"]["layer_sizes"])] = b
-    for p in dm_points("main"):
-        sizes = tuple(p["layer_sizes"])
-        if sizes not in steps_bp or (sizes == (784, 2000, 2000, 2000, 2000)) != (p["recipe"] == "hinton"):
-            continue                       # each FF run is held against its own recipe's point
+        sizes = tuple(b["config"]["layer_sizes"])
+        if sizes not in main:
+            continue
+        p = main[sizes]
         label, ff_err, ff_epochs, ff_steps = ff_reference(sizes)
-        b = steps_bp[sizes]
         errs = b["history"]["test_error"]
         reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
         bp_steps = -(-ff.N_TRAIN // b["config"]["batch_size"])
         if reached:
             run = f"{p['ff_over_bp'] * ff_epochs * ff_steps / (reached * bp_steps):.1f}"
-            bp = f"epoch {reached} ({reached} x {bp_steps} steps)"
+            bp = f"`{Path(path).stem}`: epoch {reached} ({reached} x {bp_steps} steps)"
         else:
-            run = f"no equal-error run; {ff_epochs} FF epochs / {len(errs)} backprop epochs: " \
-                  f"{p['ff_over_bp'] * ff_epochs * ff_steps / (len(errs) * bp_steps):.1f}"
-            bp = f"not in {len(errs)} epochs (best {min(errs):.2f}%)"
+            run = (f"no equal-error run; {ff_epochs} FF epochs over {len(errs)} backprop epochs: "
+                   f"{p['ff_over_bp'] * ff_epochs * ff_steps / (len(errs) * bp_steps):.1f}")
+            bp = f"`{Path(path).stem}`: not in {len(errs)} epochs (best {min(errs):.2f}%)"
         lines.append(f"| {hidden(list(sizes))} ({p['recipe']}) | {label}: {ff_epochs} x {ff_steps}, {ff_err:.2f}% "
                      f"| {bp} | {p['ff_over_bp']:.2f} | {run} |")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ def main():
     ax.axhline(1, color="0.5", lw=0.8)
     ax.set(xlabel="hidden layers of 2000 units (batch 100)", ylabel="FF / backprop, ByteDMD per batch",
            xticks=[2, 4, 8], title="Does FF move less data than backprop? (array-granularity ByteDMD)")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     OUT.parent.mkdir(exist_ok=True)
     fig.savefig(OUT)

@@ -221,18 +221,24 @@ def checkpoint_arrays(state: BPState, cfg: BPConfig, history: dict) -> dict:
 
 
 def load_checkpoint(path, cfg: BPConfig):
-    """(state, history) from a checkpoint of the same settings (n_epochs may grow)."""
+    """(state, history) from a checkpoint of the same settings (n_epochs may grow
+    unless the learning-rate schedule depends on it)."""
     try:
         data = ff.read_npz(path, "checkpoint")
     except ff.ModelError as e:
         raise CheckpointError(str(e)) from None
     if str(data.get("kind", "")) != "bp-checkpoint" or int(data.get("format_version", -1)) != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a backprop checkpoint of format version {FORMAT_VERSION}")
-    saved, current = json.loads(str(data["config"])), dataclasses.asdict(cfg)
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)} (now {v})" for k, v in current.items()
-              if k != "n_epochs" and saved.get(k) != v]
+    # a field added after the checkpoint was written reads as its default
+    saved = {**dataclasses.asdict(BPConfig()), **json.loads(str(data["config"]))}
+    current = dataclasses.asdict(cfg)
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {v})" for k, v in current.items()
+              if k != "n_epochs" and saved[k] != v]
     if differ:
         raise CheckpointError(f"{path} was written by a run with other settings: " + ", ".join(differ))
+    if saved["n_epochs"] != cfg.n_epochs and cfg.lr_schedule == "cooldown":
+        raise CheckpointError(f"{path}: cannot change --n-epochs from {saved['n_epochs']} to "
+                              f"{cfg.n_epochs}: the cooldown schedule depends on it")
     if int(data["epoch"]) > cfg.n_epochs:
         raise CheckpointError(f"{path} is already at epoch {int(data['epoch'])} > --n-epochs {cfg.n_epochs}")
     state = init_state(cfg)
@@ -357,24 +363,30 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
         if args.resume:
             log(f"resumed from {args.resume} after epoch {state.epoch}")
     record = run_record(cfg, history, command, held_out, len(x_test), resumed)
-    for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
-        t0 = time.perf_counter()
-        loss = train_epoch(state, cfg, x_train, y_train)
-        t1 = time.perf_counter()
-        if not math.isfinite(loss):
-            ff.fail(f"the loss became non-finite in epoch {epoch} (try a smaller --lr)")
-        wrong = n_errors(state.Wb, x_test, y_test)
-        for k, v in (("epoch", epoch), ("train_loss", loss), ("test_errors", wrong),
-                     ("test_error", round(100 * wrong / len(x_test), 4)), ("seconds", t1 - t0),
-                     ("eval_seconds", time.perf_counter() - t1), ("load_average", os.getloadavg()[0])):
-            history[k].append(v)
-        if args.checkpoint:
-            ff.atomic_savez(args.checkpoint, checkpoint_arrays(state, cfg, history))
-        record = run_record(cfg, history, command, held_out, len(x_test), resumed)
-        if args.metrics:
-            ff.atomic_write_bytes(args.metrics, (json.dumps(record, indent=2) + "\n").encode())
-        if log:
-            log(epoch_line(cfg, history, len(x_test), held_out))
+    try:
+        for epoch in range(state.epoch + 1, cfg.n_epochs + 1):
+            t0 = time.perf_counter()
+            loss = train_epoch(state, cfg, x_train, y_train)
+            t1 = time.perf_counter()
+            if not math.isfinite(loss):
+                ff.fail(f"the loss became non-finite in epoch {epoch} (try a smaller --lr)", 1)
+            wrong = n_errors(state.Wb, x_test, y_test)
+            for k, v in (("epoch", epoch), ("train_loss", loss), ("test_errors", wrong),
+                         ("test_error", round(100 * wrong / len(x_test), 4)), ("seconds", t1 - t0),
+                         ("eval_seconds", time.perf_counter() - t1), ("load_average", os.getloadavg()[0])):
+                history[k].append(v)
+            if args.checkpoint:
+                ff.atomic_savez(args.checkpoint, checkpoint_arrays(state, cfg, history))
+            record = run_record(cfg, history, command, held_out, len(x_test), resumed)
+            if args.metrics:
+                ff.atomic_write_bytes(args.metrics, (json.dumps(record, indent=2) + "\n").encode())
+            if log:
+                log(epoch_line(cfg, history, len(x_test), held_out))
+    except KeyboardInterrupt:
+        done = history["epoch"][-1] if history["epoch"] else 0
+        kept = (f"the state after epoch {done} is in {args.checkpoint}; to continue add "
+                f"--resume {args.checkpoint}") if args.checkpoint and done else "no checkpoint was kept"
+        ff.fail(f"interrupted during epoch {done + 1}; {kept}", 130)
     if log and history["epoch"]:
         wrong, n = history["test_errors"][-1], len(x_test)
         log(f"{held_out} accuracy: {n - wrong}/{n} ({100 * (n - wrong) / n:.2f}%), error "

@@ -106,6 +106,25 @@ def test_resume_refuses_other_settings(fake_mnist, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         fake_mnist.main(bp, TINY + ["--n-epochs", "2", "--lr", "0.03", "--resume", str(ck)])
     assert e.value.code == 2 and "--lr 0.01 (now 0.03)" in capsys.readouterr().err
+    cool = TINY + ["--lr-schedule", "cooldown", "--checkpoint", str(ck)]
+    fake_mnist.main(bp, cool + ["--n-epochs", "1"])
+    with pytest.raises(SystemExit) as e:
+        fake_mnist.main(bp, cool + ["--n-epochs", "2", "--resume", str(ck)])
+    assert e.value.code == 2 and "cooldown schedule depends on it" in capsys.readouterr().err
+
+
+def test_resume_reads_a_checkpoint_from_before_a_new_setting(fake_mnist, tmp_path):
+    """A checkpoint whose config lacks a field added since (here lr_schedule) resumes with
+    the field's default, as the committed runs' checkpoints do."""
+    ck = tmp_path / "c.npz"
+    fake_mnist.main(bp, TINY + ["--n-epochs", "1", "--checkpoint", str(ck)])
+    data = dict(np.load(ck))
+    config = json.loads(str(data["config"]))
+    del config["lr_schedule"]
+    data["config"] = np.array(json.dumps(config))
+    ff.atomic_savez(ck, data)
+    record = fake_mnist.main(bp, TINY + ["--n-epochs", "2", "--resume", str(ck)])
+    assert record["resumed_after_epochs"] == [1] and record["epochs_done"] == 2
 
 
 @pytest.mark.parametrize("argv, reason", [

@@ -95,7 +95,8 @@ class Config:
     layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
     batch_size: int = option(128, "minibatch size (positives; as many negatives)")
     step: str = option("fast", "fast: the FF gradient with the named speed-ups; plain: the "
-                       "paper-shaped ff_grads_plain (the same to float32 rounding, slower)",
+                       "paper-shaped ff_grads_plain (the same to float32 rounding, slower; the "
+                       "head's neutral pass and hard negatives still use encode())",
                        choices=("fast", "plain"))
     schedule: str = option("batch", "batch: every layer's gradient on a batch, then one "
                            "optimiser pass; layer-update: each layer's update right after its "

@@ -13,8 +13,6 @@ frames are drawn after training, so every axis has the same limits in every fram
 from __future__ import annotations
 
 import argparse
-import inspect
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -183,11 +181,7 @@ def write_gif(path: Path, frames, fps):
 
 def train_writing_nothing(cfg, x_train, y_train, **kwargs):
     """ff.train that leaves no file behind on Ctrl-C (this script cannot resume one)."""
-    if "interrupted_to" in inspect.signature(ff.train).parameters:
-        return ff.train(cfg, x_train, y_train, interrupted_to=None, **kwargs)
-    # a module without interrupted_to saves the interrupted state: into a folder removed here
-    with tempfile.TemporaryDirectory(prefix="ff-gif-") as tmp:
-        return ff.train(cfg, x_train, y_train, checkpoint=str(Path(tmp) / "state.npz"), **kwargs)
+    return ff.train(cfg, x_train, y_train, interrupted_to=None, **kwargs)
 
 
 def main(argv=None, checksums=None, mirrors=None):

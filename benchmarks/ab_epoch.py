@@ -42,47 +42,60 @@ def load_module(path, name):
     return module
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=ff.HelpFormatter)
-    p.add_argument("--old", help="path of another ff_label_in_input.py to time against this one")
+    p.add_argument("--old", metavar="PATH", help="another ff_label_in_input.py to time against this one")
     p.add_argument("--variant", action="append", metavar="FLAGS",
                    help="extra training flags of one variant (repeat; without --old)")
     p.add_argument("--recipe", choices=tuple(ff.RECIPES), default="baseline", help="recipe of all")
     p.add_argument("--layer-sizes", type=ff.layer_sizes_arg, default=[784, 500, 500],
                    help="comma-separated sizes, input first")
     p.add_argument("--train-subset", type=ff.bounded(int, 1, ff.N_TRAIN), default=ff.N_TRAIN,
-                   help="images per epoch")
+                   metavar="N", help="images per epoch")
     p.add_argument("--pairs", type=ff.positive_int, default=5, help="timed epochs of each")
     p.add_argument("--json", metavar="PATH", help="write the medians here")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.old and not Path(args.old).is_file():
         p.error(f"--old: no such file {args.old}")
     if bool(args.old) == bool(args.variant):
         p.error("give --old PATH or at least one --variant FLAGS")
-    try:
-        x, y, _, _ = ff.load_mnist(mirrors=())
-    except ff.DataError as e:
-        ff.fail(e)
-    x, y = x[:args.train_subset], y[:args.train_subset]
+    ff.check_paths(p, args, ("json",))
     flags = ["--recipe", args.recipe, "--layer-sizes", ",".join(map(str, args.layer_sizes))]
     if args.old:
         runs = {"old": (load_module(args.old, "ff_old"), flags), "new": (ff, flags)}
     else:
         runs = {v: (ff, flags + shlex.split(v)) for v in args.variant}
     states = {}
-    for name, (module, run_flags) in runs.items():
+    for name, (module, run_flags) in runs.items():       # a bad --variant stops here, exit 2
         cfg = module.parse_args(run_flags)[1]
-        states[name] = (module, cfg, module.init_state(cfg))
-        module.train_epoch(states[name][2], cfg, x, y)                # warm-up
-    times = {name: [] for name in runs}
+        states[name] = (module, cfg)
     try:
-        for _ in range(args.pairs):
-            for name, (module, cfg, state) in states.items():
-                t0 = time.perf_counter()
-                module.train_epoch(state, cfg, x, y)
-                times[name].append(time.perf_counter() - t0)
+        return time_epochs(args, argv, flags, states)
     except KeyboardInterrupt:
-        ff.fail("interrupted", 130)
+        ff.fail("interrupted; nothing was written", 130)
+
+
+def time_epochs(args, argv, flags, states):
+    """Warm each up for an epoch, then alternate --pairs timed epochs; print and record."""
+    try:
+        x, y, _, _ = ff.load_mnist(mirrors=())
+    except ff.DataError as e:
+        ff.fail(e)
+    x, y = x[:args.train_subset], y[:args.train_subset]
+    states = {name: (module, cfg, module.init_state(cfg)) for name, (module, cfg) in states.items()}
+    for module, cfg, state in states.values():
+        module.train_epoch(state, cfg, x, y)                          # warm-up
+    times = {name: [] for name in states}
+    for _ in range(args.pairs):
+        for name, (module, cfg, state) in states.items():
+            t0 = time.perf_counter()
+            module.train_epoch(state, cfg, x, y)
+            times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     first = next(iter(med))
     for k, v in times.items():
@@ -97,7 +110,6 @@ def main(argv=None):
                               "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}}
         ff.atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
     return med
-
 
 if __name__ == "__main__":
     main()

@@ -312,9 +312,7 @@ def versions() -> dict:
 
 
 def write(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    ff.atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
 GROUPS = ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
@@ -377,9 +375,10 @@ def main(argv=None) -> list:
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python3 benchmarks/data_movement.py", shlex.join(given)]).strip()
     try:
-        tiles = tuple(int(t) for t in args.tiles.split(",") if t)
-    except ValueError:
-        p.error(f"--tiles: {args.tiles!r} is not a comma-separated list of integers")
+        tiles = tuple(ff.positive_int(t) for t in args.tiles.split(",") if t)
+    except argparse.ArgumentTypeError as e:
+        p.error(f"--tiles: {e}")
+    ff.check_paths(p, args, ("json",))
     try:
         if args.layer_sizes:
             sizes = ",".join(map(str, args.layer_sizes))

@@ -38,7 +38,8 @@ import ff_label_in_input as ff  # noqa: E402
 
 FORMAT_VERSION = 1          # of this script's checkpoints
 EVAL_CHUNK = 1000           # test images per forward pass when scoring
-# FF test errors (%) to compare with: the epoch at which backprop first reaches each.
+# FF test errors (%) to compare with: the epoch at which backprop first reaches each, for
+# the progress report (the README's tables recompute it from results/ in experiments/run.py).
 REFERENCE_ERRORS = {
     "ff_headline_784-500-500": 3.48,   # results/headline_784-500-500_seed0.json (96.52%)
     "ff_hinton_4x2000_mean": 1.42,     # results/hinton/paper_4x2000_s*.json, skip-first, seeds 0, 1
@@ -56,7 +57,7 @@ class BPConfig:
     optimizer: str = "adam"                                # adam, or sgd (smoothed, Hinton's code)
     lr: float = 0.001
     lr_schedule: str = "constant"                          # or cooldown: ff.lr_at's schedule
-    smoothing: float = 0.9                                 # sgd: g = s g + (1 - s) grad
+    smoothing: float = 0.9                                 # sgd: avg = s avg + (1 - s) grad
     weight_cost: float = 0.0                               # sgd: weight decay per unit of lr
     val_split: int = 0                                     # hold out the last N training images
 
@@ -287,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = BPConfig()
     p = argparse.ArgumentParser(description="Backprop baseline for Forward-Forward on MNIST: the "
                                             "same hidden layers, a softmax output, cross-entropy.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the one random generator")
+                                formatter_class=ff.HelpFormatter)
+    p.add_argument("--seed", type=ff.bounded(int, 0), default=d.seed, help="seed of the one random generator")
     p.add_argument("--layer-sizes", type=ff.layer_sizes_arg, default=d.layer_sizes,
                    help="comma-separated input and hidden sizes; a 10-way softmax layer is added")
     p.add_argument("--n-epochs", type=ff.positive_int, default=d.n_epochs, help="training epochs")
@@ -302,13 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sgd: gradient smoothing s")
     p.add_argument("--weight-cost", type=ff.nonnegative_float, default=d.weight_cost,
                    help="sgd: weight decay per unit of lr (not on biases)")
-    p.add_argument("--val-split", type=ff.bounded(int, 0, ff.N_TRAIN - 1), default=d.val_split,
+    p.add_argument("--val-split", type=ff.bounded(int, 0, ff.N_TRAIN - 1), default=d.val_split, metavar="N",
                    help="hold out the last N training images and score them instead of the test set")
     p.add_argument("--data-dir", help="folder with the MNIST .gz files (default: $HINTON_MNIST_DIR, "
                                       "else ~/.cache/hinton-mnist)")
     p.add_argument("--checkpoint", metavar="PATH", help="write a resumable checkpoint here after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same flags)")
-    p.add_argument("--metrics", metavar="PATH", help="write the results here as JSON (after every epoch)")
+    p.add_argument("--metrics", metavar="PATH", help="write the results here as JSON when the run completes (PATH.part after each epoch)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
 
@@ -341,6 +342,8 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
         x_train, y_train, x_test, y_test = ff.load_mnist(args.data_dir, checksums, mirrors)
     except ff.DataError as e:
         ff.fail(e)
+    except KeyboardInterrupt:
+        ff.fail("interrupted while loading MNIST; nothing was written", 130)
     held_out = "test"
     if cfg.val_split:
         if cfg.val_split >= len(x_train):
@@ -353,8 +356,12 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
     except CheckpointError as e:
         ff.fail(e)
     resumed = [state.epoch] if args.resume else []
-    if args.resume and args.metrics and Path(args.metrics).is_file():
-        resumed = json.loads(Path(args.metrics).read_text()).get("resumed_after_epochs", []) + resumed
+    # each epoch's record goes to METRICS.part; METRICS itself appears only when the run is
+    # complete, so the runner never takes a stopped run for a finished one
+    partial = Path(f"{args.metrics}.part") if args.metrics else None
+    earlier = next((f for f in (partial, Path(args.metrics or "")) if f and f.is_file()), None)
+    if args.resume and earlier:
+        resumed = json.loads(earlier.read_text()).get("resumed_after_epochs", []) + resumed
     command = "python3 experiments/backprop.py " + " ".join(without_resume(argv))
     if log:
         log("config: " + json.dumps(dataclasses.asdict(cfg)))
@@ -379,7 +386,11 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
                 ff.atomic_savez(args.checkpoint, checkpoint_arrays(state, cfg, history))
             record = run_record(cfg, history, command, held_out, len(x_test), resumed)
             if args.metrics:
-                ff.atomic_write_bytes(args.metrics, (json.dumps(record, indent=2) + "\n").encode())
+                done = epoch == cfg.n_epochs
+                ff.atomic_write_bytes(args.metrics if done else partial,
+                                      (json.dumps(record, indent=2) + "\n").encode())
+                if done:
+                    partial.unlink(missing_ok=True)
             if log:
                 log(epoch_line(cfg, history, len(x_test), held_out))
     except KeyboardInterrupt:

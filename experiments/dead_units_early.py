@@ -30,13 +30,20 @@ def layer1_input_l1(net, x, y):
     return float(np.abs(xs[1]).sum(axis=1).mean())
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=ff.HelpFormatter)
-    p.add_argument("--steps", type=ff.positive_int, default=50, help="Adam steps to follow")
+    p.add_argument("--steps", type=ff.bounded(int, 1, ff.N_TRAIN // ff.Config().batch_size), default=50,
+                   help="Adam steps to follow (within the first epoch)")
     p.add_argument("--deep-lr-scale", type=ff.positive_float, default=1.0,
                    help="learning-rate multiplier of layer 1")
     p.add_argument("--json", metavar="PATH", help="write the counts here")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
+    ff.check_paths(p, args, ("json",))
     try:
         x, y, x_test, y_test = ff.load_mnist()
     except ff.DataError as e:

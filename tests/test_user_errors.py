@@ -39,6 +39,10 @@ def load_script(name, path):
 
 
 bench = load_script("bench_ff", ROOT / "benchmarks" / "bench_ff.py")
+ab_epoch = load_script("ab_epoch", ROOT / "benchmarks" / "ab_epoch.py")
+data_movement = load_script("data_movement", ROOT / "benchmarks" / "data_movement.py")
+backprop = load_script("backprop", ROOT / "experiments" / "backprop.py")
+dead_units_early = load_script("dead_units_early", ROOT / "experiments" / "dead_units_early.py")
 runner = sys.modules.get("experiments_run") or load_script("experiments_run",
                                                            ROOT / "experiments" / "run.py")
 
@@ -515,7 +519,9 @@ def test_runner_bad_flags_exit_2(argv, reason, capsys):
 # ----------------------------------------------------------------------------
 
 PARSERS = {"trainer": lambda: ff.build_parser([]), "gif": lambda: gif.build_parser([]),
-           "viz": viz.build_parser, "bench": bench.build_parser, "runner": runner.build_parser}
+           "viz": viz.build_parser, "bench": bench.build_parser, "runner": runner.build_parser,
+           "ab_epoch": ab_epoch.build_parser, "data_movement": data_movement.build_parser,
+           "backprop": backprop.build_parser, "dead_units_early": dead_units_early.build_parser}
 
 
 def flag_helps(parser) -> dict:

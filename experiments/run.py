@@ -792,7 +792,7 @@ def backprop_table():
         threads = b.get("blas_threads", {})
         threads = threads.get("OPENBLAS_NUM_THREADS") if isinstance(threads, dict) else threads
         lines.append(f"| `{Path(path).stem}` | {hidden(cfg['layer_sizes'])} | {cfg['optimizer']} lr "
-                     f"{cfg['lr']}, batch {cfg['batch_size']} | {len(errs)} | {picks} | {errs[best]:.2f} "
+                     f"{cfg['lr']} {cfg.get('lr_schedule', 'constant')}, batch {cfg['batch_size']} | {len(errs)} | {picks} | {errs[best]:.2f} "
                      f"({best + 1}) | {label}, {ff_err:.2f} | {reached or 'not reached'} | {seconds:.1f} "
                      f"({b['cpu']}, {threads or 'default'}) |")
     return "\n".join(lines)
@@ -935,7 +935,8 @@ def summary_table():
         cfg, errs = b["config"], b["history"]["test_error"]
         label, ff_err, _, _ = ff_reference(cfg["layer_sizes"])
         reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
-        rows.append((f"backprop baseline, {hidden(cfg['layer_sizes'])}, {len(errs)} epochs ({cfg['optimizer']})",
+        rows.append((f"backprop baseline, {hidden(cfg['layer_sizes'])}, {len(errs)} epochs ({cfg['optimizer']}, "
+                     f"{cfg.get('lr_schedule', 'constant')} lr)",
                      f"{errs[-1]:.2f}% test error (best {min(errs):.2f}%); FF's {ff_err:.2f}% "
                      + (f"first reached in epoch {reached}" if reached else "not reached"),
                      "#does-ff-move-less-data-than-backprop"))

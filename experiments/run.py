@@ -393,7 +393,11 @@ def run_to(argv, root, env, out, err, stop_after_epoch=None) -> int:
     """Run argv with its standard output copied to `out`; with stop_after_epoch, send it
     Ctrl-C (SIGINT) once that epoch's progress line is out. Returns the exit status, 0
     for a run stopped as planned (it exits 130 after saving its checkpoint)."""
-    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    # a run that must stop gets Ctrl-C's default handling even when the runner itself was
+    # started with SIGINT ignored (a background job): else the signal would be lost
+    preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if stop_after_epoch else None
+    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                            preexec_fn=preexec)
     stop = re.compile(rf"epoch\s+{stop_after_epoch}/") if stop_after_epoch else None
     stopped = False
     for line in proc.stdout:

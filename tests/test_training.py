@@ -96,8 +96,10 @@ def test_ctrl_c_saves_and_says_how_to_resume(fake_mnist, tmp_path):
             "ff.main(sys.argv[1:], checksums=json.loads(%r), mirrors=())"
             % (str(ROOT), json.dumps(fake_mnist.checksums)))
     argv = ["--n-epochs", "100000", "--layer-sizes", "784,20,20", "--batch-size", "50"]
+    # the child gets Ctrl-C's default handling even where the tests run with SIGINT ignored
     proc = subprocess.Popen([sys.executable, "-c", code] + argv, cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("epoch   2/"):
             break

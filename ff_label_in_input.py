@@ -1389,25 +1389,40 @@ def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
     return arrays
 
 
+def resume_problem(path, saved: dict, current: dict, fields, epoch: int) -> str | None:
+    """Why a checkpoint of config `saved`, at `epoch`, cannot continue a run of config
+    `current` (its training `fields` must match; n_epochs may grow unless the schedule is
+    cooldown), or None. Shared with the backprop baseline."""
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {current[k]})"
+              for k in fields if k != "n_epochs" and saved[k] != current[k]]
+    if differ:
+        return f"{path} was written by a run with other settings: " + ", ".join(differ)
+    if saved["n_epochs"] != current["n_epochs"] and current["lr_schedule"] == "cooldown":
+        return (f"{path}: cannot change --n-epochs from {saved['n_epochs']} to "
+                f"{current['n_epochs']}: the cooldown schedule depends on it")
+    if epoch > current["n_epochs"]:
+        return f"{path} is already at epoch {epoch} > --n-epochs {current['n_epochs']}"
+    return None
+
+
+def restore_optimizer(opt, data: dict):
+    """An optimiser's fields from a checkpoint's opt_* arrays (0-d ones as Python numbers)."""
+    for f in dataclasses.fields(opt):
+        value = data[f"opt_{f.name}"]
+        setattr(opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
+
+
 def load_checkpoint(path, cfg: Config):
     """(state, history) from a checkpoint of the same training config. n_epochs may grow
     unless the learning-rate schedule depends on it (cooldown)."""
     data, saved_cfg, params, head = read_ff_npz(path, "checkpoint")
-    saved, current = dataclasses.asdict(saved_cfg), dataclasses.asdict(cfg)
-    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {current[k]})"
-              for k in TRAINING_FIELDS if k != "n_epochs" and saved[k] != current[k]]
-    if differ:
-        raise ModelError(f"{path} was written by a run with other settings: " + ", ".join(differ))
-    if saved["n_epochs"] != cfg.n_epochs and cfg.lr_schedule == "cooldown":
-        raise ModelError(f"{path}: cannot change --n-epochs from {saved['n_epochs']} to "
-                         f"{cfg.n_epochs}: the cooldown schedule depends on it")
-    if int(data["epoch"]) > cfg.n_epochs:
-        raise ModelError(f"{path} is already at epoch {int(data['epoch'])} > --n-epochs {cfg.n_epochs}")
+    problem = resume_problem(path, dataclasses.asdict(saved_cfg), dataclasses.asdict(cfg),
+                             TRAINING_FIELDS, int(data["epoch"]))
+    if problem:
+        raise ModelError(problem)
     state = init_state(cfg)
     state.net.params[...] = params
-    for f in dataclasses.fields(state.opt):
-        value = data[f"opt_{f.name}"]
-        setattr(state.opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
+    restore_optimizer(state.opt, data)
     state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
     if state.net.head is not None:
         state.net.head[...], state.head_opt.avg_grad[...] = head, data["head_avg_grad"]

@@ -233,20 +233,12 @@ def load_checkpoint(path, cfg: BPConfig):
     # a field added after the checkpoint was written reads as its default
     saved = {**dataclasses.asdict(BPConfig()), **json.loads(str(data["config"]))}
     current = dataclasses.asdict(cfg)
-    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {v})" for k, v in current.items()
-              if k != "n_epochs" and saved[k] != v]
-    if differ:
-        raise CheckpointError(f"{path} was written by a run with other settings: " + ", ".join(differ))
-    if saved["n_epochs"] != cfg.n_epochs and cfg.lr_schedule == "cooldown":
-        raise CheckpointError(f"{path}: cannot change --n-epochs from {saved['n_epochs']} to "
-                              f"{cfg.n_epochs}: the cooldown schedule depends on it")
-    if int(data["epoch"]) > cfg.n_epochs:
-        raise CheckpointError(f"{path} is already at epoch {int(data['epoch'])} > --n-epochs {cfg.n_epochs}")
+    problem = ff.resume_problem(path, saved, current, tuple(current), int(data["epoch"]))
+    if problem:
+        raise CheckpointError(problem)
     state = init_state(cfg)
     state.params[...] = data["params"]
-    for f in dataclasses.fields(state.opt):
-        value = data[f"opt_{f.name}"]
-        setattr(state.opt, f.name, value.astype(ff.DTYPE) if value.ndim else value.item())
+    ff.restore_optimizer(state.opt, data)
     state.rng.bit_generator.state = json.loads(str(data["rng"]))
     state.epoch = int(data["epoch"])
     return state, json.loads(str(data["history"]))

@@ -919,7 +919,7 @@ def summary_table():
     if best:
         rows.append(("best 784-500-500 in 30 epochs (`--logit-scale D --threshold 1 --lr-schedule cooldown`)",
                      f"{mean_std([m['test_accuracy'] for m in best])}% test accuracy, seeds 0-2",
-                     "#5-the-best-784-500-500-in-30-epochs"))
+                     "RESULTS.md#5-the-best-784-500-500-in-30-epochs"))
     for group, entry in paper_scale_entries():
         ms = load(entry, group)
         cfg = current_config(ms[0]["config"])
@@ -995,9 +995,16 @@ def render_tables() -> str:
     return "\n\n".join(out)
 
 
-def update_readme(path=ROOT / "README.md") -> list:
-    """Replace each README block that starts with a `<!-- table NAME -->` line (and runs to
-    the next blank line) by the table rendered now. Returns the names updated."""
+DOCS = (ROOT / "README.md", ROOT / "RESULTS.md")     # where the tables are printed
+
+
+def update_readme(paths=DOCS) -> list:
+    """Replace each block of the README and RESULTS.md that starts with a `<!-- table NAME -->`
+    line (and runs to the next blank line) by the table rendered now. Returns the names."""
+    return [name for path in paths for name in update_doc(path)]
+
+
+def update_doc(path) -> list:
     lines, out, done, i = path.read_text().split("\n"), [], [], 0
     while i < len(lines):
         out.append(lines[i])
@@ -1069,7 +1076,7 @@ def run_cli(args) -> int:
         print(f"{len(todo)} of {len(runs)} runs to make", flush=True)
         ok = run_all(todo, args.jobs, args.blas_threads)
     if args.readme:
-        print("README tables updated: " + ", ".join(update_readme()))
+        print("README and RESULTS tables updated: " + ", ".join(update_readme()))
     if args.tables:
         print(render_tables())
     elif not (chosen or args.all):

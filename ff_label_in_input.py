@@ -822,6 +822,7 @@ def train_layer_major(state: TrainState, cfg: Config, batches, lrs, grads):
     grad_views = layer_views(grads, net.layer_sizes)
     stats = np.empty((k, len(net.Wb), 3), DTYPE, like=grads)
     t0 = state.opt.t if isinstance(state.opt, Adam) else 0
+    parts = [param_parts(cfg, lr) for lr in lrs]                     # per batch, per layer
     inputs, labels = [None] * k, []
     for l in range(len(net.Wb)):
         for j, batch in enumerate(batches):
@@ -831,7 +832,7 @@ def train_layer_major(state: TrainState, cfg: Config, batches, lrs, grads):
                 labels.append(np.concatenate([batch.y_pos, negative_labels(cfg, net, enc, batch, None)]))
             inputs[j] = ff_layer_grad(net, l, inputs[j], enc, labels[j], rule, grad_views[l],
                                       stats[j, l], state.peer_means)
-            optimizer_step(state.opt, net.params, grads, [param_parts(cfg, lrs[j])[l]], t0 + j + 1)
+            optimizer_step(state.opt, net.params, grads, [parts[j][l]], t0 + j + 1)
     return stats
 
 

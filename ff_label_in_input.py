@@ -923,8 +923,12 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
 
 
 def new_history():
+    """Per epoch: losses and goodness per layer; with an evaluation, the headline read-out's
+    accuracy on the scored training and held-out images, every read-out's accuracy
+    (train_readouts, test_readouts) and the dead units of the scored training images."""
     return {"epoch": [], "loss": [], "g_pos": [], "g_neg": [], "head_loss": [], "train_acc": [],
-            "test_acc": [], "seconds": []}
+            "test_acc": [], "train_readouts": [], "test_readouts": [], "dead_units": [],
+            "seconds": []}
 
 
 def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=print,
@@ -940,6 +944,7 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
     """
     if resume:
         state, history = load_checkpoint(resume, cfg)
+        history = {**{k: [] for k in new_history()}, **history}     # older checkpoints lack some keys
         if log:
             log(f"resumed from {resume} after epoch {state.epoch}")
     else:
@@ -964,8 +969,11 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
             history["head_loss"].append(head_loss)
             if evaluation is not None:
                 (xa, ya), (xb, yb) = evaluation
-                history["train_acc"].append(accuracy(state.net, xa, ya, cfg.predict_mode))
-                history["test_acc"].append(accuracy(state.net, xb, yb, cfg.predict_mode))
+                for split, (x, y) in (("train", (xa, ya)), ("test", (xb, yb))):
+                    accs = readout_accuracies(state.net, x, y)
+                    history[f"{split}_acc"].append(accs[cfg.predict_mode])
+                    history[f"{split}_readouts"].append(accs)
+                history["dead_units"].append(dead_units(state.net, xa, ya))
             history["seconds"].append(time.perf_counter() - t0)
             snapshot = checkpoint_arrays(state, cfg, history)
             if checkpoint:
@@ -1063,6 +1071,21 @@ def accuracy(net, x, y, mode="all") -> float:
     return float((predict(net, x, mode) == y).mean())
 
 
+def all_predictions(net: Net, x: np.ndarray) -> dict:
+    """Predicted labels (N,) of every available read-out, from one label_goodness pass."""
+    g = label_goodness(net, x)
+    preds = {m: g[:, :, readout_layers(m, len(net.Wb))].sum(axis=2).argmax(axis=1)
+             for m in ("all", "first", "skip-first") if readout_available(m, net)}
+    if net.head is not None:
+        preds["softmax"] = head_logits(net, x).argmax(axis=1)
+    return preds
+
+
+def readout_accuracies(net: Net, x, y) -> dict:
+    """Accuracy of every available read-out on (x, y)."""
+    return {m: float((p == y).mean()) for m, p in all_predictions(net, x).items()}
+
+
 def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
     """Per layer, units never active on x carrying its true labels."""
     alive = [np.zeros(d, bool) for d in net.layer_sizes[1:]]
@@ -1075,11 +1098,7 @@ def dead_units(net: Net, x: np.ndarray, y: np.ndarray) -> list:
 
 def evaluate(net: Net, x, y, headline_mode="all") -> dict:
     """Accuracy of every available read-out, per-class accuracy and dead units on (x, y)."""
-    g = label_goodness(net, x)
-    preds = {m: g[:, :, readout_layers(m, len(net.Wb))].sum(axis=2).argmax(axis=1)
-             for m in ("all", "first", "skip-first") if readout_available(m, net)}
-    if net.head is not None:
-        preds["softmax"] = head_logits(net, x).argmax(axis=1)
+    preds = all_predictions(net, x)
     pred = preds[headline_mode]
     per_class = {str(k): {"correct": int(((pred == y) & (y == k)).sum()),
                           "total": int((y == k).sum())} for k in range(N_CLASSES)}
@@ -1260,8 +1279,56 @@ class ModelError(Exception):
     """A model or checkpoint file is missing, unreadable or does not fit this run."""
 
 
-def versions() -> dict:
-    return {"python": platform.python_version(), "numpy": np.__version__,
+def cpu_name() -> str:
+    """The CPU's "model name" from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> tuple:
+    """(commit, dirty) of the git tree holding this file; dirty: tracked files differ from
+    the commit. (None, None) outside git or without it."""
+    import subprocess
+    here = str(Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        status = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if head.returncode or status.returncode:
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def blas() -> dict:
+    """The BLAS NumPy calls: library, version, kernel and threads (threadpoolctl), or the
+    build's record of it when threadpoolctl is missing."""
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                return {k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+    except ImportError:
+        pass
+    try:
+        build = np.__config__.CONFIG["Build Dependencies"]["blas"]
+        return {"internal_api": build.get("name"), "version": build.get("version")}
+    except (AttributeError, KeyError, TypeError):
+        return {}
+
+
+def machine() -> dict:
+    """Where and with what a result was made; every result, model and checkpoint holds one."""
+    commit, dirty = git_commit()
+    return {"commit": commit, "dirty": dirty, "python": platform.python_version(),
+            "numpy": np.__version__, "blas": blas(), "cpu": cpu_name(), "cores": os.cpu_count(),
             "platform": platform.platform()}
 
 
@@ -1325,7 +1392,7 @@ def weight_shapes(cfg: Config) -> dict:
 def npz_header(kind: str, cfg: Config, history: dict) -> dict:
     return {"format_version": np.array(FORMAT_VERSION), "kind": np.array(kind),
             "config": np.array(json.dumps(dataclasses.asdict(cfg))),
-            "history": np.array(json.dumps(history)), "versions": np.array(json.dumps(versions())),
+            "history": np.array(json.dumps(history)), "machine": np.array(json.dumps(machine())),
             "shapes": np.array(json.dumps(weight_shapes(cfg)))}
 
 
@@ -1365,7 +1432,7 @@ def read_ff_npz(path, kind: str):
 
 
 def save_model(path, net: Net, cfg: Config, history: dict, metrics: dict | None = None):
-    """model.npz: weights by name, config, history, metrics and versions."""
+    """model.npz: weights by name, config, history, metrics and machine()."""
     atomic_savez(path, {**npz_header("model", cfg, history),
                         "metrics": np.array(json.dumps(metrics or {})), **weight_arrays(net)})
 
@@ -1699,7 +1766,7 @@ def run(args, cfg: Config, argv, checksums, mirrors) -> dict:
                     "train_seconds": train_seconds, "layer_widths": cfg.layer_sizes[1:],
                     "final_train_accuracy": history["train_acc"][-1],
                     "final_layer_stats": {k: history[k][-1] for k in ("loss", "g_pos", "g_neg")},
-                    "versions": versions()})
+                    "machine": machine()})
     if log:
         log(report(metrics))
         log(f"training took {train_seconds:.1f}s")
@@ -1708,7 +1775,8 @@ def run(args, cfg: Config, argv, checksums, mirrors) -> dict:
         if log:
             log(f"saved model to {args.save}")
     if args.metrics:
-        atomic_write_bytes(args.metrics, (json.dumps(metrics, indent=2) + "\n").encode())
+        record = {**metrics, "history": history}        # the curves, beside the final numbers
+        atomic_write_bytes(args.metrics, (json.dumps(record, indent=2) + "\n").encode())
     return metrics
 
 

@@ -267,7 +267,7 @@ def run_record(cfg: BPConfig, history: dict, command: str, held_out: str, n_test
             "train_seconds": sum(history["seconds"]),
             "mean_seconds_per_epoch": float(np.mean(history["seconds"])) if history["seconds"] else None,
             "history": history, "config": dataclasses.asdict(cfg), "command": command,
-            "resumed_after_epochs": resumed, "versions": ff.versions(), "cpu": cpu_name(),
+            "resumed_after_epochs": resumed, "machine": ff.machine(), "cpu": cpu_name(),
             "n_cpus": os.cpu_count(), "blas_threads": {k: os.environ.get(k) for k in
                                                        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
 

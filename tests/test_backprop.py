@@ -91,7 +91,7 @@ def test_cli_trains_records_and_resumes(fake_mnist, tmp_path):
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(record))
     assert saved["history"]["epoch"] == [1, 2, 3] and saved["test_total"] == 100
-    assert saved["test_error"] < 10 and saved["cpu"] and saved["versions"]["numpy"] == np.__version__
+    assert saved["test_error"] < 10 and saved["cpu"] and saved["machine"]["numpy"] == np.__version__
     assert saved["command"].startswith("python3 experiments/backprop.py --layer-sizes 784,20,16")
     fake_mnist.main(bp, TINY + ["--n-epochs", "2", "--checkpoint", str(ck_b)])
     resumed = fake_mnist.main(bp, TINY + ["--n-epochs", "3", "--checkpoint", str(ck_b), "--resume", str(ck_b)])

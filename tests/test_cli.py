@@ -109,7 +109,7 @@ def test_tiny_run_saves_and_reports(fake_mnist, tmp_path, capsys):
     assert "/100 (" in out and "read-outs:" in out and "dead units:" in out
     on_disk = json.loads(metrics_path.read_text())
     for key in ("config", "command", "test_accuracy", "test_correct", "test_total", "per_class",
-                "prediction_modes", "dead_units", "train_seconds", "versions"):
+                "prediction_modes", "dead_units", "train_seconds", "machine"):
         assert key in on_disk
     assert on_disk["config"] == dataclasses.asdict(ff.parse_args(TINY + ["--full-test"])[1])
     assert on_disk["command"].startswith("python3 ff_label_in_input.py --n-epochs 10")

@@ -196,7 +196,7 @@ def test_model_npz_opens_to_named_per_layer_arrays(fake_mnist, tmp_path, recipe)
                          "--batch-size", "50", "--eval-subset", "20", "--quiet", "--save", str(model)])
     with np.load(model, allow_pickle=False) as z:               # no pickles, no code of ours
         arrays = {k: z[k] for k in z.files}
-    assert {"format_version", "kind", "config", "history", "metrics", "versions"} <= set(arrays)
+    assert {"format_version", "kind", "config", "history", "metrics", "machine"} <= set(arrays)
     assert int(arrays["format_version"]) == 3 and str(arrays["kind"]) == "model"
     assert "params" not in arrays                                # the flat layout stays internal
     net, cfg, history, metrics = ff.load_model(model)

@@ -21,8 +21,6 @@ It reports; it asserts nothing about time.
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import sys
 import time
@@ -152,15 +150,6 @@ def naive_label_goodness(net, x, depth=None):
 
 
 # ---------------------------------------------------------------- driver
-
-def blas_info():
-    try:
-        from threadpoolctl import threadpool_info
-        return [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-                for i in threadpool_info()]
-    except ImportError:
-        return "threadpoolctl not installed (pip install threadpoolctl)"
-
 
 def timed(fn, xp=np):
     """Wall seconds of fn(), waiting for the GPU to finish when xp is CuPy."""
@@ -300,8 +289,7 @@ def run_benchmark(args, xp, checksums=None):
                                                         / results["predict_first_module_s"])
     results["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["device"] = args.device
-    results["machine"] = {"gpu": gpu_name(xp), "cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                          "numpy": np.__version__, "blas": blas_info(), "platform": platform.platform()}
+    results["machine"] = {**ff.machine(), "gpu": gpu_name(xp)}
 
     rows = [("reference epoch (plain NumPy)", results.get("reference_epoch_s")),
             ("module epoch", results["module_epoch_s"]),
@@ -329,16 +317,6 @@ def run_benchmark(args, xp, checksums=None):
     if args.json:
         ff.atomic_write_bytes(Path(args.json), (json.dumps(results, indent=2) + "\n").encode())
     return results
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -244,17 +243,6 @@ def load_checkpoint(path, cfg: BPConfig):
     return state, json.loads(str(data["history"]))
 
 
-def cpu_name() -> str:
-    """The CPU's "model name" from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def run_record(cfg: BPConfig, history: dict, command: str, held_out: str, n_test: int, resumed: list) -> dict:
     """The metrics JSON: per-epoch history, the final error, the epochs to each FF error,
     the config, the command, versions, CPU and BLAS threads."""
@@ -267,7 +255,7 @@ def run_record(cfg: BPConfig, history: dict, command: str, held_out: str, n_test
             "train_seconds": sum(history["seconds"]),
             "mean_seconds_per_epoch": float(np.mean(history["seconds"])) if history["seconds"] else None,
             "history": history, "config": dataclasses.asdict(cfg), "command": command,
-            "resumed_after_epochs": resumed, "machine": ff.machine(), "cpu": cpu_name(),
+            "resumed_after_epochs": resumed, "machine": ff.machine(), "cpu": ff.cpu_name(),
             "n_cpus": os.cpu_count(), "blas_threads": {k: os.environ.get(k) for k in
                                                        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
 
@@ -358,7 +346,7 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
     if log:
         log("config: " + json.dumps(dataclasses.asdict(cfg)))
         log(f"data: {len(x_train)} training images, {len(x_test)} {held_out} images scored every epoch; "
-            f"{len(state.params)} parameters; cpu {cpu_name()}")
+            f"{len(state.params)} parameters; cpu {ff.cpu_name()}")
         if args.resume:
             log(f"resumed from {args.resume} after epoch {state.epoch}")
     record = run_record(cfg, history, command, held_out, len(x_test), resumed)

@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -28,10 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-import numpy as np  # noqa: E402
 
 import ff_label_in_input as ff  # noqa: E402
-from bench_ff import cpu_name  # noqa: E402
 
 
 def load_module(path, name):
@@ -105,9 +102,7 @@ def time_epochs(args, argv, flags, states):
         result = {"command": "python3 benchmarks/ab_epoch.py " + shlex.join(given), "flags": flags,
                   "n_images": len(x), "median_s": med, "all_s": times,
                   "ratio_to_first": {k: v / med[first] for k, v in med.items()},
-                  "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
-                              "python": platform.python_version(), "numpy": np.__version__,
-                              "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}}
+                  "machine": {**ff.machine(), "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}}
         ff.atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
     return med
 

@@ -4,7 +4,7 @@ depth, for each training order that gives the same weights.
     python3 experiments/plot_data_movement.py     # writes viz/data_movement_depth.png
 
 Reads results/data_movement/schedules_depth.json (made by
-`python3 benchmarks/data_movement.py --only schedules_depth`).
+`python3 experiments/data_movement.py --only schedules_depth`).
 """
 
 import json
@@ -28,7 +28,7 @@ RECIPES = (("baseline", "tab:blue"), ("hinton", "tab:red"))
 def main():
     if not SOURCE.exists():
         sys.exit(f"error: {SOURCE.relative_to(ROOT)} is missing; run "
-                 f"python3 benchmarks/data_movement.py --only schedules_depth")
+                 f"python3 experiments/data_movement.py --only schedules_depth")
     points = json.loads(SOURCE.read_text())["points"]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for recipe, color in RECIPES:

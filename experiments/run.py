@@ -333,11 +333,11 @@ def other_runs():
             yield Run("backprop", stem, out, ("experiments/backprop.py", *flags.split(), "--optimizer",
                                               "adam", "--lr", "0.001", "--seed", str(seed), "--metrics", out),
                       f"runs/backprop/{stem}.ckpt.npz")
-    # ByteDMD of the training steps (benchmarks/data_movement.py).
+    # ByteDMD of the training steps (experiments/data_movement.py).
     for group in ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
                   "schedules_depth"):
         out = f"results/data_movement/{group}.json"
-        yield Run("data_movement", group, out, ("benchmarks/data_movement.py", "--only", group))
+        yield Run("data_movement", group, out, ("experiments/data_movement.py", "--only", group))
 
 
 def all_runs() -> list:

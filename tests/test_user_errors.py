@@ -40,7 +40,7 @@ def load_script(name, path):
 
 bench = load_script("bench_ff", ROOT / "benchmarks" / "bench_ff.py")
 ab_epoch = load_script("ab_epoch", ROOT / "benchmarks" / "ab_epoch.py")
-data_movement = load_script("data_movement", ROOT / "benchmarks" / "data_movement.py")
+data_movement = load_script("data_movement", ROOT / "experiments" / "data_movement.py")
 backprop = load_script("backprop", ROOT / "experiments" / "backprop.py")
 dead_units_early = load_script("dead_units_early", ROOT / "experiments" / "dead_units_early.py")
 runner = sys.modules.get("experiments_run") or load_script("experiments_run",

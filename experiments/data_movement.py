@@ -1,11 +1,11 @@
 """Does Forward-Forward move less data than backprop? ByteDMD per training step (issue 16).
 
-    python3 benchmarks/data_movement.py                      # everything -> results/data_movement/
-    python3 benchmarks/data_movement.py --only main          # the three headline points
-    python3 benchmarks/data_movement.py --only test_time     # test-time read-outs
-    python3 benchmarks/data_movement.py --only schedules     # FF's locality schedules
-    python3 benchmarks/data_movement.py --only schedules_depth   # ... at 2, 4, 8 layers of 2000
-    python3 benchmarks/data_movement.py --layer-sizes 784,20,20 --batch-size 8 --recipe baseline \
+    python3 experiments/data_movement.py                      # everything -> results/data_movement/
+    python3 experiments/data_movement.py --only main          # the three headline points
+    python3 experiments/data_movement.py --only test_time     # test-time read-outs
+    python3 experiments/data_movement.py --only schedules     # FF's locality schedules
+    python3 experiments/data_movement.py --only schedules_depth   # ... at 2, 4, 8 layers of 2000
+    python3 experiments/data_movement.py --layer-sizes 784,20,20 --batch-size 8 --recipe baseline \
         --json /tmp/point.json                               # one point
 
 Each point traces the code that trains: ff.train_step for Forward-Forward and
@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "experiments"))
+sys.path.insert(0, str(HERE))                      # experiments/: the backprop baseline
+sys.path.insert(0, str(HERE.parent))               # the module
+sys.path.insert(0, str(HERE.parent / "benchmarks"))    # the instruments
 import dmd  # noqa: E402
 import ff_label_in_input as ff  # noqa: E402
 from recording import RecArray, Recorder  # noqa: E402
@@ -373,7 +373,7 @@ def main(argv=None) -> list:
     p = build_parser()
     args = p.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python3 benchmarks/data_movement.py", shlex.join(given)]).strip()
+    command = " ".join(["python3 experiments/data_movement.py", shlex.join(given)]).strip()
     try:
         tiles = tuple(ff.positive_int(t) for t in args.tiles.split(",") if t)
     except argparse.ArgumentTypeError as e:

@@ -11,27 +11,29 @@ all 10 labels and pick the one with the highest goodness summed over layers.
         --eval-subset 2000 --full-test --save model.npz
     python3 ff_label_in_input.py --recipe hinton --layer-sizes 784,1000,1000,1000 --n-epochs 100
 
-The paper, sentence by sentence, and where the code says it:
+The paper, sentence by sentence, and where the code says it (every name here is defined
+above the line "The same step, fast"; tests/test_numerics.py checks that):
   "the first 10 pixels contain a one of N representation of the label"   embed_label
-  "negative data ... the same image with an incorrect label"              wrong_labels
+  "negative data ... the same image with an incorrect label"              negative_labels, wrong_labels
   "goodness ... the sum of the squared neural activities" (sec. 2)        goodness
   "probability that an input vector is positive ... logistic function
    ... goodness minus some threshold" (sec. 2)                            ff_logit, ff_loss
   "layer normalization ... removes all of the information that was used
    to determine the goodness in the layer" (sec. 2.1)                     rms_normalize
-  one objective per layer, no backpropagation between layers              ff_grads_plain
+  one objective per layer, no backpropagation between layers              ff_layer_grad_plain, ff_grads_plain
   "run the net ... with a particular label ... accumulate goodness in
-   all but the first hidden layer" (sec. 3.3)                             label_goodness, predict
-  "a neutral label ... a softmax" trained on the hidden activities        neutral_features, head_*
+   all but the first hidden layer" (sec. 3.3)                             label_goodness_plain, readout_layers
+  "a neutral label ... a softmax" trained on the hidden activities        neutral_features, head_loss_and_grad
   "use the network itself to generate the negative labels" / hard ones    hard_labels
   "jittering the images by up to two pixels in each direction"            jitter_images
   peer normalisation of each unit's mean activity (sec. 3.5, his code)    peer_dz
 
-Reading order: config and recipes -> the method in plain NumPy (lines 1-500 are all
-a reader needs to check it against the paper) -> the named speed-ups, each behind one
-entry point -> optimisers -> training -> prediction and evaluation -> machinery
-(device, data, files, CLI). dtype policy: float32 for data, weights and training; the
-tests check the gradients in float64. Importing this module does nothing.
+Reading order: config and recipes -> the method in plain NumPy (all a reader needs to
+check it against the paper) -> the named speed-ups, each behind one entry point ->
+optimisers -> training (one entry, train_step, for every schedule and both step forms)
+-> prediction and evaluation -> machinery (device, data, files, CLI). dtype policy:
+float32 for data, weights and training; the tests check the gradients in float64.
+Importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def option(default, help, eval_only=False, **argparse_kwargs):
 
 @dataclass
 class Config:
-    """Everything that defines a run. Defaults are the earlier NumPy run (SEED.md)."""
+    """Everything that defines a run. Defaults are the earlier NumPy reproduction's
+    (784-500-500, Adam lr 0.003, batch 128, theta 2.0, 30 epochs)."""
     recipe: str = option("baseline", "preset of the settings below: baseline (the earlier NumPy run: Adam, "
                          "raw pixels) or hinton (Hinton's released code); explicit flags win",
                          choices=("baseline", "hinton"))
@@ -94,10 +97,10 @@ class Config:
     n_epochs: int = option(30, "training epochs")
     layer_sizes: list = option([784, 500, 500], "comma-separated sizes, input (784) first")
     batch_size: int = option(128, "minibatch size (positives; as many negatives)")
-    step: str = option("fast", "fast: the FF gradient with the named speed-ups; plain: the "
-                       "paper-shaped ff_grads_plain (the same to float32 rounding, slower; the "
-                       "head's neutral pass and hard negatives still use encode())",
-                       choices=("fast", "plain"))
+    step: str = option("fast", "fast: the FF step with the named speed-ups; plain: the method's "
+                       "plain forms only (ff_layer_grad_plain, label_goodness_plain for hard "
+                       "negatives, a plain neutral pass for the head): the same to float32 "
+                       "rounding, slower", choices=("fast", "plain"))
     schedule: str = option("batch", "batch: every layer's gradient on a batch, then one "
                            "optimiser pass; layer-update: each layer's update right after its "
                            "own gradient; layer-major: layer 0 takes --group-batches batches, "
@@ -314,13 +317,14 @@ def first_layer_inputs(x: np.ndarray, input_norm: str) -> np.ndarray:
     return rms_normalize(x) if input_norm == "rms" else x
 
 
-def forward(net: Net, x: np.ndarray | None, z0: np.ndarray | None = None):
+def forward(net: Net, x: np.ndarray | None, z0: np.ndarray | None = None, depth=None):
     """The stack's forward pass, the one place it is written: layer 0 reads
     first_layer_inputs(x), each later layer the RMS-normalised activity of the one below.
     x (N, 784) carries its labels; z0, if given, is layer 0's pre-activation (N, D_1)
-    instead. Returns (inputs, activities): [x_l (N, D_l)], [h_l = relu(x_l W_l + b_l)]."""
+    instead. Layers 0..depth-1 (default: all). Returns (inputs, activities):
+    [x_l (N, D_l)], [h_l = relu(x_l W_l + b_l)]."""
     xs, hs = [], []
-    for l, (W, b) in enumerate(zip(net.W, net.b)):
+    for l, (W, b) in enumerate(zip(net.W[:depth], net.b[:depth])):
         if l == 0 and z0 is not None:
             xs.append(None)
             hs.append(relu(z0))
@@ -385,33 +389,41 @@ def peer_dz(r, h_pos, strength, gate):
     return mask * term.astype(h_pos.dtype)
 
 
-def ff_grads_plain(net: Net, x_pos, x_neg, rule: Rule, peer_means=None):
-    """The method, one layer after another, as section 3.3 describes it.
+def ff_layer_grad_plain(net: Net, l: int, x_pos, x_neg, rule: Rule, peer_means=None):
+    """Layer l learning on its own, as section 3.3 describes it. x_pos, x_neg (B, D_l): its
+    inputs for the images carrying their true and a wrong label. Returns its local
+    gradient (dW, db), its stats (loss, mean g_pos / D, mean g_neg / D) and the next
+    layer's inputs, the normalised activities: no gradient goes back to layer l.
+    peer_means[l] is updated in place."""
+    W, b = net.W[l], net.b[l]
+    h_pos, h_neg = relu(x_pos @ W + b), relu(x_neg @ W + b)
+    D = h_pos.shape[1]
+    g_pos, g_neg = goodness(h_pos), goodness(h_neg)                             # goodness
+    logit_pos = ff_logit(g_pos, D, rule.theta, rule.logit_scale)
+    logit_neg = ff_logit(g_neg, D, rule.theta, rule.logit_scale)
+    dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                         # dL/dlogit
+    slope = logit_slope(D, rule.logit_scale)                                    # dlogit/dg
+    dz_pos = dloss_dz(h_pos, dl_pos * slope)                                    # dL/dz
+    dz_neg = dloss_dz(h_neg, dl_neg * slope)
+    if rule.peer_norm:
+        peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
+        dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, rule.peer_norm, rule.peer_gate)
+    grad = (x_pos.T @ dz_pos + x_neg.T @ dz_neg, dz_pos.sum(axis=0) + dz_neg.sum(axis=0))
+    stats = (ff_loss(logit_pos, logit_neg), g_pos.mean() / D, g_neg.mean() / D)
+    return grad, stats, (rms_normalize(h_pos), rms_normalize(h_neg))
 
-    x_pos, x_neg: (B, 784) images carrying their true and a wrong label. Every layer
-    learns from its own input and output: no gradient crosses a layer. Returns
-    [(dW, db)] per layer and the stats (L, 3): loss, mean g_pos / D, mean g_neg / D.
-    peer_means are updated in place.
-    """
-    (xs_pos, hs_pos), (xs_neg, hs_neg) = forward(net, x_pos), forward(net, x_neg)
+
+def ff_grads_plain(net: Net, x_pos, x_neg, rule: Rule, peer_means=None):
+    """The method for one batch, one layer after another. x_pos, x_neg: (B, 784) images
+    carrying their true and a wrong label. Returns [(dW, db)] per layer and the stats
+    (L, 3): loss, mean g_pos / D, mean g_neg / D. peer_means are updated in place."""
+    x_pos, x_neg = first_layer_inputs(x_pos, net.input_norm), first_layer_inputs(x_neg, net.input_norm)
     grads, stats = [], np.empty((len(net.Wb), 3), x_pos.dtype, like=x_pos)
-    for l, (xp_l, xn_l, h_pos, h_neg) in enumerate(zip(xs_pos, xs_neg, hs_pos, hs_neg)):
-        D = h_pos.shape[1]
-        g_pos, g_neg = goodness(h_pos), goodness(h_neg)                         # goodness
-        logit_pos = ff_logit(g_pos, D, rule.theta, rule.logit_scale)
-        logit_neg = ff_logit(g_neg, D, rule.theta, rule.logit_scale)
-        dl_pos, dl_neg = dloss_dlogit(logit_pos, logit_neg)                     # dL/dlogit
-        slope = logit_slope(D, rule.logit_scale)                                # dlogit/dg
-        dz_pos = dloss_dz(h_pos, dl_pos * slope)                                # dL/dz
-        dz_neg = dloss_dz(h_neg, dl_neg * slope)
-        if rule.peer_norm:
-            peer_means[l][...] = peer_means_update(peer_means[l], h_pos)
-            dz_pos = dz_pos + peer_dz(peer_means[l], h_pos, rule.peer_norm, rule.peer_gate)
-        grads.append((xp_l.T @ dz_pos + xn_l.T @ dz_neg,                        # local gradient
-                      dz_pos.sum(axis=0) + dz_neg.sum(axis=0)))
-        stats[l, 0] = ff_loss(logit_pos, logit_neg)
-        stats[l, 1] = g_pos.mean() / D
-        stats[l, 2] = g_neg.mean() / D
+    for l in range(len(net.Wb)):
+        grad, stats_l, (x_pos, x_neg) = ff_layer_grad_plain(net, l, x_pos, x_neg, rule, peer_means)
+        grads.append(grad)
+        for i, value in enumerate(stats_l):
+            stats[l, i] = value
     return grads, stats
 
 
@@ -439,6 +451,58 @@ def head_loss_and_grad(head, feats, y):
     loss = -np.log(p[rows, y] + 1e-30).mean()
     p[rows, y] -= 1
     return loss, feats.T @ p / len(y), logits
+
+
+def readout_layers(mode: str, n_layers: int):
+    """Which layers' goodness a read-out sums; Hinton 2022 skips the first."""
+    layers = {"all": list(range(n_layers)), "first": [0], "skip-first": list(range(1, n_layers))}
+    if mode not in layers:
+        raise ValueError(f"read-out {mode!r} does not sum goodness (one of {', '.join(layers)})")
+    return layers[mode]
+
+
+def label_goodness_plain(net: Net, x: np.ndarray, depth=None, per_unit=False) -> np.ndarray:
+    """Section 3.3's classifier, plain: run the net once with each label in the image and
+    record each layer's goodness; a read-out sums it over readout_layers and takes the
+    argmax over labels. Layers 0..depth-1 (default all); per_unit: mean(h^2) in place of
+    sum(h^2). (N, 784) -> (N, 10, depth)"""
+    depth = len(net.Wb) if depth is None else depth
+    per_label = []
+    for label in range(N_CLASSES):
+        _, hs = forward(net, embed_label(x, np.full(len(x), label, like=x)), depth=depth)
+        per_label.append(np.stack([goodness(h) / (h.dtype.type(h.shape[1]) if per_unit else 1)
+                                   for h in hs], axis=1))            # (N, depth)
+    return np.stack(per_label, axis=1)
+
+
+def negative_labels(policy: str, y_pos, offsets=None, uniforms=None, scores=None) -> np.ndarray:
+    """The wrong label of each image (sec. 3.3: negative data is the image with a wrong
+    label). uniform: y + offsets (mod 10); hard, hard-first: drawn by softmax of each wrong
+    candidate's goodness per unit (scores: summed over all layers, or layer 0's);
+    softmax: by the softmax head's logits (scores). The draws come from the caller. (B,)"""
+    if policy == "uniform":
+        return wrong_labels(y_pos, offsets)
+    return hard_labels(y_pos, scores, uniforms)
+
+
+def jitter_images(x: np.ndarray, shifts: np.ndarray, max_shift: int) -> np.ndarray:
+    """Shift each 28x28 image by its own (dy, dx) = shifts[i] in [-max_shift, max_shift]^2,
+    zero fill (Hinton 2022, sec. 3.3: up to two pixels each way). shifts (n, 2) is a host
+    array; x may live on the device, where the images of each shift are gathered through
+    one index array copied over."""
+    n, side = len(x), 2 * max_shift + 1
+    code = (shifts[:, 0] + max_shift) * side + shifts[:, 1] + max_shift   # (n,) in 0..side^2 - 1
+    by_code = np.argsort(code, kind="stable")                        # each shift's images, in order
+    starts = np.searchsorted(code[by_code], np.arange(side * side + 1))
+    by_code = np.asarray(by_code, like=x)                            # to the device, if any
+    images = x.reshape(n, 28, 28)
+    out = np.zeros_like(images)
+    for k in range(side * side):
+        dy, dx = k // side - max_shift, k % side - max_shift
+        idx = by_code[starts[k]:starts[k + 1]]
+        src = images[idx, max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
+        out[idx, max(0, dy):28 - max(0, -dy), max(0, dx):28 - max(0, -dx)] = src
+    return out.reshape(n, N_PIXELS)
 
 
 # ----------------------------------------------------------------------------
@@ -610,79 +674,83 @@ class SmoothedSGD:
     avg_grad: np.ndarray
     smoothing: float = 0.9
     weight_cost: float = 0.0
+    t: int = 0                   # steps taken (no bias correction uses it)
+
+    def step(self, params, grads, parts, t=None):
+        """One step in place over each Part at its own lr, no weight cost on a Part's
+        biases. Overwrites grads. t: this step's number (default: the next one)."""
+        self.t = self.t + 1 if t is None else t
+        smoothing, rest = self.avg_grad.dtype.type(self.smoothing), grads.dtype.type(1 - self.smoothing)
+        for start, stop, n_bias, lr in parts:
+            avg_grad, grad = self.avg_grad[start:stop], grads[start:stop]
+            avg_grad *= smoothing
+            grad *= rest                                             # grads is scratch from here
+            avg_grad += grad
+            if self.weight_cost:
+                params[start:stop - n_bias] *= params.dtype.type(1 - lr * self.weight_cost)
+            np.multiply(avg_grad, params.dtype.type(lr), out=grad)
+            params[start:stop] -= grad
 
 
 ADAM_CHUNK = 65536       # elements per chunk: the chunk's arrays stay in L2 cache
 # Dead units get exactly zero gradients, so their Adam moments decay geometrically
-# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every GUARD_EVERY
+# into float32 subnormals, whose arithmetic is ~100x slower on x86. Every guard_every
 # steps, adding then subtracting 2^-100 leaves each |m|, |v| > 2^-76 exactly as it is
 # and rounds smaller values to multiples of 2^-123, flushing subnormals to 0. Between
 # guards m shrinks by at most 0.9^16 = 0.19, so a rounded value stays normal.
 SUBNORMAL_GUARD = DTYPE(2.0 ** -100)
 GUARD_EVERY = 16
+# Settings of an optimiser, not state: a checkpoint does not keep them.
+OPTIMIZER_SETTINGS = ("chunk", "guard_every")
 
 
 # DEVIATION (baseline recipe): Adam, where Hinton's code uses smoothed SGD (--optimizer sgd).
 @dataclass
 class Adam:
     """Adam (Kingma & Ba 2015) state over the flat vector. Stored scaled, m' = m / (1 - b1)
-    and v' = v / (1 - b2), so an update is m' = b1 m' + g, v' = b2 v' + g^2: two fewer
-    passes over memory; the constants move into the step size and epsilon."""
+    and v' = v / (1 - b2), so an update is m' = b1 m' + grad, v' = b2 v' + grad^2: two
+    fewer passes over memory; the constants move into the step size and epsilon."""
     m: np.ndarray
     v: np.ndarray
     t: int = 0
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    chunk: int = ADAM_CHUNK      # elements per pass; 0: a whole Part at once (the GPU form)
+    guard_every: int = GUARD_EVERY   # the subnormal guard's period (0: never)
 
-
-def adam_step(opt: Adam, params, grads, parts, t=None):
-    """One Adam step in place, in cache-sized chunks, over each Part at its own lr. t: the
-    step number of the bias correction (default: the next one); opt.t becomes t."""
-    t = opt.t = opt.t + 1 if t is None else t
-    b1, b2 = DTYPE(opt.beta1), DTYPE(opt.beta2)
-    c1, c2 = 1 - opt.beta1 ** t, 1 - opt.beta2 ** t
-    # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
-    root = math.sqrt(c2 / (1 - opt.beta2))
-    eps = DTYPE(opt.eps * root)
-    guard = t % GUARD_EVERY == 0
-    # CPU: cache-sized chunks; GPU: one chunk per part (each chunk costs kernel launches)
-    chunk = ADAM_CHUNK if isinstance(params, np.ndarray) else len(params)
-    scratch = np.empty(min(chunk, len(params)), DTYPE, like=params)
-    for part in parts:
-        inv_step = DTYPE(1 / (part.lr * (1 - opt.beta1) / c1 * root))
-        for lo in range(part.start, part.stop, chunk):
-            hi = min(lo + chunk, part.stop)
-            p, g, m, v, tmp = params[lo:hi], grads[lo:hi], opt.m[lo:hi], opt.v[lo:hi], scratch[:hi - lo]
-            m *= b1
-            m += g
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            v += tmp
-            if guard:
-                for state in (m, v):
-                    state += SUBNORMAL_GUARD
-                    state -= SUBNORMAL_GUARD
-            np.sqrt(v, out=tmp)
-            tmp += eps
-            tmp *= inv_step
-            np.divide(m, tmp, out=tmp)
-            p -= tmp
-
-
-def sgd_step(opt: SmoothedSGD, params, grads, parts):
-    """One smoothed-SGD step in place: avg_grad = s avg_grad + (1 - s) grad, then
-    p -= lr (avg_grad + weight_cost p), with no weight cost on a Part's biases. Overwrites grads."""
-    smoothing, rest = opt.avg_grad.dtype.type(opt.smoothing), grads.dtype.type(1 - opt.smoothing)
-    for start, stop, n_bias, lr in parts:
-        avg_grad, grad = opt.avg_grad[start:stop], grads[start:stop]
-        avg_grad *= smoothing
-        grad *= rest                                                 # grads is scratch from here
-        avg_grad += grad
-        if opt.weight_cost:
-            params[start:stop - n_bias] *= params.dtype.type(1 - lr * opt.weight_cost)
-        np.multiply(avg_grad, params.dtype.type(lr), out=grad)
-        params[start:stop] -= grad
+    def step(self, params, grads, parts, t=None):
+        """One step in place, chunk elements at a time, over each Part at its own lr.
+        t: the step number of the bias correction (default: the next one); self.t becomes t."""
+        t = self.t = self.t + 1 if t is None else t
+        b1, b2 = DTYPE(self.beta1), DTYPE(self.beta2)
+        c1, c2 = 1 - self.beta1 ** t, 1 - self.beta2 ** t
+        # lr (m / c1) / (sqrt(v / c2) + eps) with m = (1 - b1) m', v = (1 - b2) v'
+        root = math.sqrt(c2 / (1 - self.beta2))
+        eps = DTYPE(self.eps * root)
+        guard = self.guard_every and t % self.guard_every == 0
+        chunk = self.chunk or len(params)
+        scratch = np.empty(min(chunk, len(params)), DTYPE, like=params)
+        for part in parts:
+            inv_step = DTYPE(1 / (part.lr * (1 - self.beta1) / c1 * root))
+            for lo in range(part.start, part.stop, chunk):
+                hi = min(lo + chunk, part.stop)
+                p, grad, m, v, tmp = (params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi],
+                                      scratch[:hi - lo])
+                m *= b1
+                m += grad
+                v *= b2
+                np.multiply(grad, grad, out=tmp)
+                v += tmp
+                if guard:
+                    for state in (m, v):
+                        state += SUBNORMAL_GUARD
+                        state -= SUBNORMAL_GUARD
+                np.sqrt(v, out=tmp)
+                tmp += eps
+                tmp *= inv_step
+                np.divide(m, tmp, out=tmp)
+                p -= tmp
 
 
 def param_parts(cfg: Config, lr: float) -> list:
@@ -695,14 +763,6 @@ def param_parts(cfg: Config, lr: float) -> list:
         parts.append(Part(i, i + n, d_out, lr if l == 0 else lr * cfg.deep_lr_scale))
         i += n
     return parts
-
-
-def optimizer_step(opt, params, grads, parts, t=None):
-    """Adam or smoothed SGD, whichever opt is; t: Adam's step number (see adam_step)."""
-    if isinstance(opt, Adam):
-        adam_step(opt, params, grads, parts, t)
-    else:
-        sgd_step(opt, params, grads, parts)
 
 
 def lr_at(cfg: Config, step: int, n_steps: int) -> float:
@@ -761,113 +821,116 @@ def init_state(cfg: Config) -> TrainState:
 
 
 class Batch(NamedTuple):
-    """One minibatch on the training device, with the random draw its negatives need."""
-    x: np.ndarray               # (B, 784) images
-    y_pos: np.ndarray           # (B,) true labels
-    draw: np.ndarray            # (B,) offsets in 1..9 (uniform negatives), else uniforms in [0, 1)
+    """One minibatch on the training device, with the random draws its negatives need."""
+    x: np.ndarray                       # (B, 784) images
+    y_pos: np.ndarray                   # (B,) true labels
+    offsets: np.ndarray | None = None   # (B,) in 1..9: uniform negatives' y + offset
+    uniforms: np.ndarray | None = None  # (B,) in [0, 1): the other negatives' inverse-CDF draws
 
 
-def negative_labels(cfg: Config, net: Net, enc: Encoded, batch: Batch, logits) -> np.ndarray:
-    """The wrong label of each image, as cfg.neg_sampling says. (B,)"""
+def negative_scores(cfg: Config, net: Net, x, enc: Encoded | None, logits):
+    """What the negatives policy draws from: the head's logits (softmax), or each
+    candidate label's goodness per unit (hard: all layers; hard-first: layer 0), from
+    encode's batch product when enc is given, else by label_goodness_plain. (B, 10)"""
     if cfg.neg_sampling == "softmax":                                # the head's logits before its update
-        return hard_labels(batch.y_pos, logits, batch.draw)
+        return logits
     if cfg.neg_sampling in ("hard", "hard-first"):
         # DEVIATION (ours): hard-first scores candidate labels with layer 0 alone (~free).
         depth = 1 if cfg.neg_sampling == "hard-first" else len(net.Wb)
-        per_unit = candidate_goodness(net, enc, depth, per_unit=True).sum(axis=2)
-        return hard_labels(batch.y_pos, per_unit, batch.draw)        # softmax of mean(h^2)
-    return wrong_labels(batch.y_pos, batch.draw)
+        if enc is None:
+            return label_goodness_plain(net, x, depth, per_unit=True).sum(axis=2)
+        return candidate_goodness(net, enc, depth, per_unit=True).sum(axis=2)
+    return None
 
 
-def train_step(state: TrainState, cfg: Config, batch: Batch, lr: float, grads):
-    """One minibatch: the head's neutral pass, the negatives, every layer's local gradient,
-    the update. No random draw, no host copy and no device wait, so the step can be
-    captured or fused on a GPU. Returns the per-layer stats (L, 3) (loss, g_pos / D,
-    g_neg / D) and the head's loss (or None) as arrays on the training device."""
-    net, rule = state.net, rule_of(cfg)
-    enc = encode(net, batch.x)                                       # layer 0's one image product
+def start_batch(state: TrainState, cfg: Config, batch: Batch, lr: float):
+    """A batch's work before its layers learn: the head's neutral pass and update (Hinton's
+    code), then the negatives. Returns what layer 0 reads, in the step's form: fast,
+    (encode's Encoded, labels (2B,): positives then negatives); plain, the first-layer
+    inputs (x_pos, x_neg) (B, 784) each. And the head's loss (or None)."""
+    net, plain = state.net, cfg.step == "plain"
+    enc = None if plain else encode(net, batch.x)                   # layer 0's one image product
     head_loss, logits = None, None
-    if net.head is not None:                                         # Hinton's code: neutral pass
-        feats = neutral_features(net, z0=layer0_neutral_z(net, enc))
+    if net.head is not None:
+        z0 = None if plain else layer0_neutral_z(net, enc)
+        feats = neutral_features(net, embed_neutral_label(batch.x) if plain else None, z0)
         head_loss, d_head, logits = head_loss_and_grad(net.head, feats, batch.y_pos)
-        sgd_step(state.head_opt, net.head.reshape(-1), d_head.reshape(-1),
-                 [Part(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
-    y_neg = negative_labels(cfg, net, enc, batch, logits)
-    parts = param_parts(cfg, lr)
-    if cfg.step == "plain":
-        x_pos, x_neg = embed_label(batch.x, batch.y_pos), embed_label(batch.x, y_neg)
-        layer_grads, stats = ff_grads_plain(net, x_pos, x_neg, rule, state.peer_means)
-        for view, (dW, db) in zip(layer_views(grads, net.layer_sizes), layer_grads):
-            view[:-1], view[-1] = dW, db
-        optimizer_step(state.opt, net.params, grads, parts)
-    elif cfg.schedule == "layer-update":           # each layer's weights while they are hot
-        t = state.opt.t + 1 if isinstance(state.opt, Adam) else None
-
-        def update(l):
-            optimizer_step(state.opt, net.params, grads, [parts[l]], t)
-        stats = ff_grads(net, enc, batch.y_pos, y_neg, rule, grads, state.peer_means, update)
-    else:
-        stats = ff_grads(net, enc, batch.y_pos, y_neg, rule, grads, state.peer_means)
-        optimizer_step(state.opt, net.params, grads, parts)
-    return stats, head_loss
+        state.head_opt.step(net.head.reshape(-1), d_head.reshape(-1),
+                            [Part(0, net.head.size, 0, cfg.head_lr * lr / cfg.lr)])
+    y_neg = negative_labels(cfg.neg_sampling, batch.y_pos, batch.offsets, batch.uniforms,
+                            negative_scores(cfg, net, batch.x, enc, logits))
+    if plain:
+        inputs = tuple(first_layer_inputs(embed_label(batch.x, y), net.input_norm) for y in (batch.y_pos, y_neg))
+        return inputs, head_loss
+    return (enc, np.concatenate([batch.y_pos, y_neg])), head_loss
 
 
-def train_layer_major(state: TrainState, cfg: Config, batches, lrs, grads):
-    """k consecutive batches [Batch], layer by layer: layer 0 takes all k, each followed by its
-    update, then layer 1 takes their stored outputs, and so on. A layer's gradient needs only
-    its own input, so this is k train_steps in another order, with the same numbers, where
-    the negatives do not depend on the layers above (uniform or hard-first; no head).
-    lrs: each batch's learning rate. Returns the stats (k, L, 3)."""
+def group_size(cfg: Config) -> int:
+    """Batches per train_step call: --group-batches for layer-major, else 1."""
+    return cfg.group_batches if cfg.schedule == "layer-major" else 1
+
+
+def train_step(state: TrainState, cfg: Config, batches, lrs, grads):
+    """The one training entry: k consecutive minibatches [Batch] (k = group_size(cfg)) at
+    learning rates lrs, in the order cfg.schedule says, in cfg.step's form. A layer's
+    gradient needs only its own input, so every order gives the same numbers:
+      batch         every layer's gradient, then one optimiser pass (k = 1);
+      layer-update  each layer's update right after its own gradient (k = 1);
+      layer-major   layer 0 takes all k batches, each followed by its update, then layer 1
+                    their stored outputs, and so on (negatives that do not depend on the
+                    layers above: uniform or hard-first; no head).
+    No random draw, no host copy and no device wait, so the step can be captured or fused
+    on a GPU. Returns the stats (k, L, 3) (loss, g_pos / D, g_neg / D) and the head's loss
+    summed over the batches (or None), as arrays on the training device."""
     net, rule, k = state.net, rule_of(cfg), len(batches)
     grad_views = layer_views(grads, net.layer_sizes)
     stats = np.empty((k, len(net.Wb), 3), DTYPE, like=grads)
-    t0 = state.opt.t if isinstance(state.opt, Adam) else 0
     parts = [param_parts(cfg, lr) for lr in lrs]                     # per batch, per layer
-    inputs, labels = [None] * k, []
+    t0, per_layer = state.opt.t, cfg.schedule != "batch"
+    inputs, head_loss = [None] * k, None
     for l in range(len(net.Wb)):
         for j, batch in enumerate(batches):
-            enc = None
             if l == 0:
-                enc = encode(net, batch.x)
-                labels.append(np.concatenate([batch.y_pos, negative_labels(cfg, net, enc, batch, None)]))
-            inputs[j] = ff_layer_grad(net, l, inputs[j], enc, labels[j], rule, grad_views[l],
-                                      stats[j, l], state.peer_means)
-            optimizer_step(state.opt, net.params, grads, [parts[j][l]], t0 + j + 1)
-    return stats
+                inputs[j], loss = start_batch(state, cfg, batch, lrs[j])
+                if loss is not None:
+                    head_loss = loss if head_loss is None else head_loss + loss
+            if cfg.step == "plain":
+                grad, stats_l, inputs[j] = ff_layer_grad_plain(net, l, *inputs[j], rule, state.peer_means)
+                grad_views[l][:-1], grad_views[l][-1] = grad
+                for i, value in enumerate(stats_l):
+                    stats[j, l, i] = value
+            else:
+                x, enc, labels = (None, *inputs[j]) if l == 0 else inputs[j]
+                x_next = ff_layer_grad(net, l, x, enc, labels, rule, grad_views[l], stats[j, l],
+                                       state.peer_means)
+                inputs[j] = (x_next, None, labels)
+            if per_layer:                                            # its weights while they are hot
+                state.opt.step(net.params, grads, [parts[j][l]], t0 + j + 1)
+    if not per_layer:
+        state.opt.step(net.params, grads, parts[0])
+    return stats, head_loss
 
 
-def jitter_images(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
-    """Shift each 28x28 image by its own random (dy, dx) in [-max_shift, max_shift]^2, zero fill
-    (Hinton 2022, sec. 3.3: up to two pixels each way). The shifts are drawn on the host; x
-    may live on the device, where the images of each shift are gathered through one index
-    array copied over."""
-    n, side = len(x), 2 * max_shift + 1
-    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
-    code = (shifts[:, 0] + max_shift) * side + shifts[:, 1] + max_shift   # (n,) in 0..side^2 - 1
-    by_code = np.argsort(code, kind="stable")                        # each shift's images, in order
-    starts = np.searchsorted(code[by_code], np.arange(side * side + 1))
-    by_code = np.asarray(by_code, like=x)                            # to the device, if any
-    images = x.reshape(n, 28, 28)
-    out = np.zeros_like(images)
-    for k in range(side * side):
-        dy, dx = k // side - max_shift, k % side - max_shift
-        idx = by_code[starts[k]:starts[k + 1]]
-        src = images[idx, max(0, -dy):28 - max(0, dy), max(0, -dx):28 - max(0, dx)]
-        out[idx, max(0, dy):28 - max(0, -dy), max(0, dx):28 - max(0, -dx)] = src
-    return out.reshape(n, N_PIXELS)
+class Draws(NamedTuple):
+    """An epoch's random draws, made on the host: one meaning per field."""
+    order: np.ndarray                   # (n,) the order of the samples
+    offsets: np.ndarray | None          # (n,) uniform negatives: y + offset, offset in 1..9
+    uniforms: np.ndarray | None         # (n,) the other negatives: uniforms in [0, 1)
+    shifts: np.ndarray | None           # (n, 2) --jitter: each image's (dy, dx)
 
 
-def epoch_draws(state: TrainState, cfg: Config, n: int):
-    """The epoch's random draws, on the host, from the same streams in the same calls as
-    one batch at a time: the order (n,) and each sample's Batch.draw (n,)."""
+def epoch_draws(state: TrainState, cfg: Config, n: int) -> Draws:
+    """Every random draw of an epoch, on the host, from the same streams in the same calls
+    as one batch at a time."""
+    shifts = None
+    if cfg.jitter:
+        shifts = state.rngs["jitter"].integers(-cfg.jitter, cfg.jitter + 1, size=(n, 2))
     order = state.rngs["order"].permutation(n)
     rng, B = state.rngs["negatives"], cfg.batch_size
     sizes = [min(B, n - i) for i in range(0, n, B)]
     if cfg.neg_sampling == "uniform":
-        draws = [rng.integers(1, N_CLASSES, size=k) for k in sizes]
-    else:
-        draws = [rng.random(k) for k in sizes]
-    return order, np.concatenate(draws)
+        return Draws(order, np.concatenate([rng.integers(1, N_CLASSES, size=k) for k in sizes]), None, shifts)
+    return Draws(order, None, np.concatenate([rng.random(k) for k in sizes]), shifts)
 
 
 def check_finite(sums, epoch: int, first: int, last: int):
@@ -883,9 +946,11 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
     Host -> device: the order and the negatives' draws (and the jitter index), once; device
     -> host: the stats, once (and at each progress(i, n_batches) tick, about once a second)."""
     n, B = len(x), cfg.batch_size
+    draws = epoch_draws(state, cfg, n)
     if cfg.jitter:
-        x = jitter_images(x, state.rngs["jitter"], cfg.jitter)
-    order, draw = (np.asarray(a, like=x) for a in epoch_draws(state, cfg, n))
+        x = jitter_images(x, draws.shifts, cfg.jitter)
+    order, offsets, uniforms = (None if a is None else np.asarray(a, like=x)
+                                for a in (draws.order, draws.offsets, draws.uniforms))
     n_batches = math.ceil(n / B)
     n_steps = n_batches * cfg.n_epochs
     grads = np.empty_like(state.net.params)
@@ -893,23 +958,20 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
 
     def batch(i):
         rows = slice(i * B, (i + 1) * B)
-        return Batch(x[order[rows]], y[order[rows]], draw[rows])
+        return Batch(x[order[rows]], y[order[rows]], None if offsets is None else offsets[rows],
+                     None if uniforms is None else uniforms[rows])
 
     def lr(i):
         return lr_at(cfg, state.epoch * n_batches + i, n_steps)
-    k = cfg.group_batches if cfg.schedule == "layer-major" else 1
+    k = group_size(cfg)
     checked, shown = 0, time.monotonic()
     for first in range(0, n_batches, k):
         group = range(first, min(first + k, n_batches))
-        if cfg.schedule == "layer-major":
-            stats = train_layer_major(state, cfg, [batch(i) for i in group], [lr(i) for i in group], grads)
-            for j in range(len(group)):
-                sums += stats[j]                                     # in batch order, as below
-        else:
-            stats, head_loss = train_step(state, cfg, batch(first), lr(first), grads)
-            sums += stats
-            if head_loss is not None:
-                head_sum += head_loss
+        stats, head_loss = train_step(state, cfg, [batch(i) for i in group], [lr(i) for i in group], grads)
+        for j in range(len(group)):
+            sums += stats[j]                                         # in batch order
+        if head_loss is not None:
+            head_sum += head_loss
         if progress and time.monotonic() - shown > 1:
             check_finite(to_host(sums), state.epoch, checked, group[-1] + 1)
             checked = group[-1] + 1
@@ -1008,14 +1070,6 @@ def epoch_line(epoch, n_epochs, history, held_out="test"):
 # ----------------------------------------------------------------------------
 
 PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
-
-
-def readout_layers(mode: str, n_layers: int):
-    """Which layers' goodness a read-out sums; Hinton 2022 skips the first."""
-    layers = {"all": list(range(n_layers)), "first": [0], "skip-first": list(range(1, n_layers))}
-    if mode not in layers:
-        raise ValueError(f"read-out {mode!r} does not sum goodness (one of {', '.join(layers)})")
-    return layers[mode]
 
 
 def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
@@ -1149,6 +1203,8 @@ def to_device(state: TrainState, xp) -> TrainState:
     state.net = Net(net.layer_sizes, xp.asarray(net.params), net.input_norm,
                     None if net.head is None else xp.asarray(net.head))
     for opt in (o for o in (state.opt, state.head_opt) if o is not None):
+        if isinstance(opt, Adam):
+            opt.chunk = 0                   # a kernel launch per chunk: one chunk per Part
         for k, v in vars(opt).items():
             if isinstance(v, np.ndarray):
                 setattr(opt, k, xp.asarray(v))
@@ -1450,8 +1506,7 @@ def checkpoint_arrays(state: TrainState, cfg: Config, history: dict) -> dict:
               "epoch": np.array(state.epoch),
               "rngs": np.array(json.dumps({k: r.bit_generator.state for k, r in state.rngs.items()})),
               "peer_means": np.concatenate([to_host(r) for r in state.peer_means])}
-    arrays.update({f"opt_{k}": np.array(to_host(v) if hasattr(v, "shape") else v)
-                   for k, v in vars(state.opt).items()})
+    arrays.update(optimizer_arrays(state.opt))
     if state.head_opt is not None:
         arrays["head_avg_grad"] = np.array(to_host(state.head_opt.avg_grad))
     return arrays
@@ -1473,9 +1528,17 @@ def resume_problem(path, saved: dict, current: dict, fields, epoch: int) -> str 
     return None
 
 
+def optimizer_arrays(opt) -> dict:
+    """An optimiser's state as a checkpoint's opt_* arrays (its settings are not kept)."""
+    return {f"opt_{k}": np.array(to_host(v) if hasattr(v, "shape") else v)
+            for k, v in vars(opt).items() if k not in OPTIMIZER_SETTINGS}
+
+
 def restore_optimizer(opt, data: dict):
     """An optimiser's fields from a checkpoint's opt_* arrays (0-d ones as Python numbers)."""
     for f in dataclasses.fields(opt):
+        if f.name in OPTIMIZER_SETTINGS or f"opt_{f.name}" not in data:
+            continue                        # a setting, or a field older checkpoints lack (SGD's t)
         value = data[f"opt_{f.name}"]
         setattr(opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
 
@@ -1632,8 +1695,6 @@ def check_config(p, cfg: Config):
     if cfg.schedule == "layer-major" and (cfg.softmax_head or cfg.neg_sampling in ("hard", "softmax")):
         p.error("--schedule layer-major needs negatives that do not depend on the layers above: "
                 "--neg-sampling uniform or hard-first, and no --softmax-head")
-    if cfg.schedule != "batch" and cfg.step == "plain":
-        p.error(f"--schedule {cfg.schedule} reorders the fast step; --step plain runs batch by batch")
 
 
 def config_from_args(args) -> Config:

@@ -137,19 +137,9 @@ def copy_bandwidth(rng, n_bytes=256 << 20, repeats=5, xp=np):
 # ---------------------------------------------------------------- prediction
 
 def naive_label_goodness(net, x, depth=None):
-    """10 full forward passes (ff.forward, through the first `depth` layers), one per label."""
-    depth = depth or len(net.W)
-    sizes = net.layer_sizes[:depth + 1]
-    front = ff.Net(sizes, net.params[:ff.n_params(sizes)], net.input_norm)
-    out = np.empty((len(x), 10, depth), np.float32)
-    for k in range(10):
-        _, hs = ff.forward(front, np.asarray(ff.embed_label(x, np.full(len(x), k)), like=net.params))
-        for l, h in enumerate(hs):
-            out[:, k, l] = ff.to_host(ff.goodness(h))
-    return out
+    """The module's plain read-out: 10 forward passes, one per label (ff.label_goodness_plain)."""
+    return ff.to_host(ff.label_goodness_plain(net, np.asarray(x, like=net.params), depth))
 
-
-# ---------------------------------------------------------------- driver
 
 def timed(fn, xp=np):
     """Wall seconds of fn(), waiting for the GPU to finish when xp is CuPy."""

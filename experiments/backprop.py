@@ -11,8 +11,8 @@ networks: "backpropagation ... reaches similar test performance in about 20 epoc
 
 The network: ReLU hidden layers of --layer-sizes, then a linear 10-way output and
 softmax cross-entropy; plain images in (no label pixels). Parameters are one flat float32
-vector with per-layer [W; b] views (ff.layer_views), updated by ff.adam_step or
-ff.sgd_step. backprop_step is written only with NumPy calls that dispatch to duck arrays
+vector with per-layer [W; b] views (ff.layer_views), updated by ff.Adam.step or
+ff.SmoothedSGD.step. backprop_step is written only with NumPy calls that dispatch to duck arrays
 (no host conversion, no random draws inside), so a recording array can run the very step
 that trains. Every epoch scores the full held-out set (the test set, or --val-split).
 dtype policy: float32 training; the tests check the gradients in float64.
@@ -147,10 +147,7 @@ def backprop_step(state: BPState, x, y, lr: float, grads):
     ints, both arrays of params' kind; grads: scratch like params. Returns the loss (0-d)."""
     loss = loss_and_grads(state.Wb, x, y, ff.layer_views(grads, state.sizes))
     parts = layer_parts(state.sizes, lr)
-    if isinstance(state.opt, ff.Adam):
-        ff.adam_step(state.opt, state.params, grads, parts)
-    else:
-        ff.sgd_step(state.opt, state.params, grads, parts)          # overwrites grads
+    state.opt.step(state.params, grads, parts)                      # SGD overwrites grads
     return loss
 
 
@@ -216,7 +213,7 @@ def checkpoint_arrays(state: BPState, cfg: BPConfig, history: dict) -> dict:
               "history": np.array(json.dumps(history)), "epoch": np.array(state.epoch),
               "rng": np.array(json.dumps(state.rng.bit_generator.state)),
               "params": np.array(state.params)}
-    arrays.update({f"opt_{k}": np.array(v) for k, v in vars(state.opt).items()})
+    arrays.update(ff.optimizer_arrays(state.opt))
     return arrays
 
 
@@ -275,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-epochs", type=ff.positive_int, default=d.n_epochs, help="training epochs")
     p.add_argument("--batch-size", type=ff.positive_int, default=d.batch_size, help="minibatch size")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer,
-                   help="adam (ff.adam_step), or sgd: SGD on smoothed gradients with weight cost (ff.sgd_step)")
+                   help="adam (ff.Adam), or sgd: SGD on smoothed gradients with weight cost (ff.SmoothedSGD)")
     p.add_argument("--lr", type=ff.positive_float, default=d.lr, help="learning rate")
     p.add_argument("--lr-schedule", choices=("constant", "cooldown"), default=d.lr_schedule,
                    help="constant, or cooldown: constant for half the steps, then linear to 0")

@@ -22,10 +22,11 @@ A step is priced in steady state: the first step that costs exactly what the one
 it cost (the first steps are cold). Breakdowns: per buffer kind (weights, optimizer,
 grads, data, activations, peer_means), per layer ("head" for the softmax head; an
 activation belongs to the deepest layer among the inputs of the op that made it), per op;
-peak live bytes; the optimiser update ("update": every ff.adam_step / ff.sgd_step call,
-the head's included) apart from the rest. The weights of a recorded step equal those of
-a plain NumPy step (tests/test_recording.py). On recording arrays adam_step takes its
-non-NumPy path (one chunk per layer, as on a GPU), which gives the same numbers.
+peak live bytes; the optimiser update ("update": every step of the state's optimiser
+objects, the head's included, observed by wrapping them) apart from the rest. The
+weights of a recorded step equal those of a plain NumPy step (tests/test_recording.py).
+On recording arrays Adam runs in its device form (Adam.chunk = 0: one chunk per layer,
+as on a GPU) without its subnormal guard (Adam.guard_every = 0); the weights are the same.
 
 Test time (--only test_time): one call of the module's own read-outs on PREDICT_CHUNK host
 images, in steady state: FF's 10-label goodness (ff.label_goodness), FF's softmax head
@@ -75,19 +76,38 @@ def tag_layers(rec, flat, sizes, kind):
     return x
 
 
+class Observed:
+    """The state's optimiser, its every step's events listed in rec.update_spans as
+    (first, end) event indices: the tracer wraps the object, the module stays as it is."""
+    def __init__(self, opt, rec):
+        self.opt, self.rec = opt, rec
+
+    def step(self, params, grads, parts, t=None):
+        first = len(self.rec.trace)
+        self.opt.step(params, grads, parts, t)
+        self.rec.update_spans.append((first, len(self.rec.trace)))
+
+    def __getattr__(self, name):                 # t, and the rest of the optimiser's fields
+        return getattr(self.opt, name)
+
+
+def recording_optimizer(rec, opt, arrays):
+    """opt on recording arrays (arrays: its array fields), observed. Adam in its device
+    form, one chunk per layer, and without the subnormal guard, so that steps repeat
+    exactly (layer-major's groups of 8 would otherwise alternate with and without it)."""
+    if isinstance(opt, ff.Adam):
+        arrays = {**arrays, "chunk": 0, "guard_every": 0}
+    return Observed(dataclasses.replace(opt, **arrays), rec)
+
+
 def ff_to_recording(rec, state):
     """The FF TrainState with every array on recording arrays, tagged by kind and layer."""
     net, sizes = state.net, state.net.layer_sizes
     params = tag_layers(rec, net.params, sizes, "weights")
     head = None if net.head is None else rec.wrap(net.head, "weights", "head")
-    if isinstance(state.opt, ff.Adam):
-        opt = dataclasses.replace(state.opt, m=tag_layers(rec, state.opt.m, sizes, "optimizer"),
-                                  v=tag_layers(rec, state.opt.v, sizes, "optimizer"))
-    else:
-        opt = dataclasses.replace(state.opt,
-                                  avg_grad=tag_layers(rec, state.opt.avg_grad, sizes, "optimizer"))
-    head_opt = state.head_opt and dataclasses.replace(
-        state.head_opt, avg_grad=rec.wrap(state.head_opt.avg_grad, "optimizer", "head"))
+    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, sizes))
+    head_opt = state.head_opt and recording_optimizer(
+        rec, state.head_opt, {"avg_grad": rec.wrap(state.head_opt.avg_grad, "optimizer", "head")})
     peer = [rec.wrap(r, "peer_means", l) for l, r in enumerate(state.peer_means)]
     return dataclasses.replace(state, net=ff.Net(sizes, params, net.input_norm, head), opt=opt,
                                head_opt=head_opt, peer_means=peer)
@@ -96,13 +116,14 @@ def ff_to_recording(rec, state):
 def bp_to_recording(rec, state):
     """The backprop BPState on recording arrays, tagged by kind and layer."""
     params = tag_layers(rec, state.params, state.sizes, "weights")
-    if isinstance(state.opt, ff.Adam):
-        opt = dataclasses.replace(state.opt, m=tag_layers(rec, state.opt.m, state.sizes, "optimizer"),
-                                  v=tag_layers(rec, state.opt.v, state.sizes, "optimizer"))
-    else:
-        opt = dataclasses.replace(state.opt, avg_grad=tag_layers(rec, state.opt.avg_grad, state.sizes,
-                                                                 "optimizer"))
+    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, state.sizes))
     return dataclasses.replace(state, params=params, opt=opt)      # Wb: views of the new params
+
+
+def optimizer_arrays(rec, opt, sizes) -> dict:
+    """The optimiser's parameter-shaped arrays on recording arrays, tagged by layer."""
+    names = ("m", "v") if isinstance(opt, ff.Adam) else ("avg_grad",)
+    return {k: tag_layers(rec, getattr(opt, k), sizes, "optimizer") for k in names}
 
 
 def state_arrays(obj) -> list:
@@ -111,6 +132,8 @@ def state_arrays(obj) -> list:
     for v in (vars(obj).values() if dataclasses.is_dataclass(obj) else obj):
         if isinstance(v, RecArray):
             out.append(v)
+        elif isinstance(v, Observed):
+            out += state_arrays(v.opt)
         elif dataclasses.is_dataclass(v) or isinstance(v, list):
             out += state_arrays(v)
     return out
@@ -131,12 +154,14 @@ def bp_config(cfg):
 
 
 def random_batch(rng, cfg):
-    """Images (B, 784) float32, labels (B,) int64 and the negatives' draw, as train_epoch's."""
+    """The fields of an ff.Batch: images (B, 784) float32, labels (B,) int64 and the
+    negatives' draw (offsets for uniform negatives, else uniforms), as train_epoch's."""
     B = cfg.batch_size
     x = rng.random((B, ff.N_PIXELS), dtype=np.float32)
     y = rng.integers(0, ff.N_CLASSES, B)
-    draw = rng.integers(1, ff.N_CLASSES, B) if cfg.neg_sampling == "uniform" else rng.random(B)
-    return x, y, draw
+    if cfg.neg_sampling == "uniform":
+        return x, y, rng.integers(1, ff.N_CLASSES, B), None
+    return x, y, None, rng.random(B)
 
 
 def run_ff(cfg, n_steps, seed=0, rec=None):
@@ -148,17 +173,13 @@ def run_ff(cfg, n_steps, seed=0, rec=None):
     grads = np.zeros_like(state.net.params)
     if rec is not None:
         state, grads = ff_to_recording(rec, state), tag_layers(rec, grads, cfg.layer_sizes, "grads")
-    k = cfg.group_batches if cfg.schedule == "layer-major" else 1
+    k = ff.group_size(cfg)
     for _ in range(n_steps):
         draws = [random_batch(rng, cfg) for _ in range(k)]
         if rec is not None:
             rec.mark()
-            draws = [[rec.wrap(a) for a in d] for d in draws]
-        batches = [ff.Batch(*d) for d in draws]
-        if cfg.schedule == "layer-major":
-            ff.train_layer_major(state, cfg, batches, [cfg.lr] * k, grads)
-        else:
-            ff.train_step(state, cfg, batches[0], cfg.lr, grads)
+            draws = [[None if a is None else rec.wrap(a) for a in d] for d in draws]
+        ff.train_step(state, cfg, [ff.Batch(*d) for d in draws], [cfg.lr] * k, grads)
     return state
 
 
@@ -170,7 +191,7 @@ def run_bp(cfg, n_steps, seed=0, rec=None):
     if rec is not None:
         state, grads = bp_to_recording(rec, state), tag_layers(rec, grads, state.sizes, "grads")
     for _ in range(n_steps):
-        x, y, _ = random_batch(rng, cfg)
+        x, y, *_ = random_batch(rng, cfg)
         if rec is not None:
             rec.mark()
             x, y = rec.wrap(x), rec.wrap(y)
@@ -180,26 +201,14 @@ def run_bp(cfg, n_steps, seed=0, rec=None):
 
 def record(run, cfg, n_steps, seed=0):
     """A recorded run: (recorder, live_out = the final state's blocks, state). The events
-    of every optimiser call (ff.adam_step, ff.sgd_step, the head's too) are listed in
-    rec.update_spans as (first, end) event indices, to split a step into update and rest.
-    Adam's subnormal guard (4 more passes over m and v every ff.GUARD_EVERY-th step) is
-    off while recording, so that steps repeat exactly (layer-major's groups of 8 would
-    otherwise alternate with and without it)."""
-    rec, saved = Recorder(), (ff.adam_step, ff.sgd_step, ff.GUARD_EVERY)
+    of every optimiser step (the head's too) are listed in rec.update_spans as (first, end)
+    event indices, to split a step into update and rest (see Observed); a run with no
+    optimiser step raises."""
+    rec = Recorder()
     rec.update_spans = []
-
-    def spanned(step):
-        def optimizer_step(*args, **kwargs):
-            first = len(rec.trace)
-            step(*args, **kwargs)
-            rec.update_spans.append((first, len(rec.trace)))
-        return optimizer_step
-    # both steps look these up in ff at call time
-    ff.adam_step, ff.sgd_step, ff.GUARD_EVERY = spanned(saved[0]), spanned(saved[1]), 10 ** 9
-    try:
-        state = run(cfg, n_steps, seed, rec)
-    finally:
-        ff.adam_step, ff.sgd_step, ff.GUARD_EVERY = saved
+    state = run(cfg, n_steps, seed, rec)
+    if not rec.update_spans:
+        raise RuntimeError("no optimiser step was observed: the update would price as zero")
     return rec, rec.keys(*state_arrays(state)), state
 
 

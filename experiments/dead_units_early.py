@@ -50,7 +50,7 @@ def main(argv=None):
         ff.fail(e)
     cfg = ff.Config(deep_lr_scale=args.deep_lr_scale)
     state = ff.init_state(cfg)
-    order, draw = ff.epoch_draws(state, cfg, len(x))         # the first epoch's draws
+    draws = ff.epoch_draws(state, cfg, len(x))               # the first epoch's draws
     grads = np.empty_like(state.net.params)
     counts, l1_norms = [], []
     for step in range(args.steps + 1):
@@ -58,9 +58,9 @@ def main(argv=None):
         if step == args.steps:
             break
         rows = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        idx = order[rows]
+        idx = draws.order[rows]
         l1_norms.append(layer1_input_l1(state.net, x[idx], y[idx]))
-        ff.train_step(state, cfg, ff.Batch(x[idx], y[idx], draw[rows]), cfg.lr, grads)
+        ff.train_step(state, cfg, [ff.Batch(x[idx], y[idx], draws.offsets[rows])], [cfg.lr], grads)
     print("step  dead layer-1 units (of 500)")
     for s in sorted({0, 1, 2, 3, 5, 10, 20, 30, args.steps}):
         if s <= args.steps:

@@ -67,17 +67,14 @@ def test_a_training_step_never_waits_or_copies(name):
     device = StrictDevice()
     state = ff.to_device(ff.init_state(cfg), device)
     x_d, y_d = device.asarray(x[:50]), device.asarray(y[:50])
-    draw = device.asarray(np.random.default_rng(0).integers(1, 10, 50) if cfg.neg_sampling == "uniform"
-                          else np.random.default_rng(0).random(50))
+    draws = ff.epoch_draws(ff.init_state(cfg), cfg, 50)             # the module's own draws
+    batch = ff.Batch(x_d, y_d, *(None if a is None else device.asarray(a) for a in (draws.offsets, draws.uniforms)))
     grads = np.empty_like(state.net.params)
+    k = ff.group_size(cfg)
     with device.forbid():
-        if cfg.schedule == "layer-major":
-            stats = ff.train_layer_major(state, cfg, [ff.Batch(x_d, y_d, draw)] * 3, [cfg.lr] * 3, grads)
-            assert isinstance(stats, DeviceArray) and stats.shape == (3, 3, 3)
-            return
         for _ in range(3):
-            stats, head_loss = ff.train_step(state, cfg, ff.Batch(x_d, y_d, draw), cfg.lr, grads)
-    assert isinstance(stats, DeviceArray) and stats.shape == (3, 3)
+            stats, head_loss = ff.train_step(state, cfg, [batch] * k, [cfg.lr] * k, grads)
+    assert isinstance(stats, DeviceArray) and stats.shape == (k, 3, 3)
     assert (head_loss is None) == (state.net.head is None)
 
 

@@ -41,7 +41,8 @@ def module_step(state, cfg, x, y, u, lr):
     """One step of the module on (x, y); u (B,) are the uniforms that pick each negative
     label (inverse CDF of the head's softmax over the 9 wrong labels)."""
     grads = np.empty_like(state.net.params)
-    return ff.train_step(state, cfg, ff.Batch(x, y, u), lr, grads)
+    stats, head_loss = ff.train_step(state, cfg, [ff.Batch(x, y, uniforms=u)], [lr], grads)
+    return stats[0], head_loss
 
 
 class Float64:

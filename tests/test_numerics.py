@@ -2,6 +2,7 @@
 every speed-up against the plain form, the optimisers against their formulas."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,17 +175,18 @@ def test_bias_row_and_orientation():
 
 
 @pytest.mark.parametrize("input_norm", ["none", "rms"])
-def test_label_goodness_matches_direct_forward(input_norm):
-    cfg = dataclasses.replace(SEED_CFG, input_norm=input_norm)
+def test_label_goodness_matches_the_plain_read_out(input_norm):
+    """The fast read-out (label_goodness: one image product for all 10 labels) against the
+    method's plain one (label_goodness_plain: one forward per label), run in float64."""
     net = ff.init_net(SIZES, np.random.default_rng(0), input_norm=input_norm)
     x = np.random.default_rng(0).random((7, 784)).astype(np.float32)
     fast = ff.label_goodness(net, x)                             # (7, 10, L)
     net64_ = ff.Net(SIZES, net.params.astype(np.float64), input_norm)
-    for k in range(10):
-        h = ff.first_layer_inputs(ff.embed_label(x.astype(np.float64), np.full(7, k)), cfg.input_norm)
-        for l, (W, b) in enumerate(zip(net64_.W, net64_.b)):
-            h = np.maximum((ff.rms_normalize(h) if l else h) @ W + b, 0)
-            np.testing.assert_allclose(fast[:, k, l], (h ** 2).sum(1), rtol=2e-5, atol=1e-6)
+    plain = ff.label_goodness_plain(net64_, x.astype(np.float64))
+    assert plain.dtype == np.float64 and plain.shape == fast.shape
+    np.testing.assert_allclose(fast, plain, rtol=2e-5, atol=1e-6)
+    per_unit = ff.label_goodness_plain(net64_, x.astype(np.float64), 1, per_unit=True)
+    np.testing.assert_allclose(per_unit[:, :, 0], plain[:, :, 0] / SIZES[1], rtol=1e-12)
 
 
 def test_readouts_pick_layers():
@@ -241,7 +243,7 @@ def test_adam_matches_the_formula_with_per_layer_rates():
     cut = ff.ADAM_CHUNK + 7
     opt, p = ff.Adam(np.zeros(n, np.float32), np.zeros(n, np.float32)), p0.copy()
     for g in grads_seq:
-        ff.adam_step(opt, p, g, [ff.Part(0, cut, 0, 0.003), ff.Part(cut, n, 0, 0.0003)])
+        opt.step(p, g, [ff.Part(0, cut, 0, 0.003), ff.Part(cut, n, 0, 0.0003)])
     g64 = [g.astype(np.float64) for g in grads_seq]
     np.testing.assert_allclose(p[:cut], reference_adam(p0[:cut].astype(np.float64), [g[:cut] for g in g64], 0.003),
                                rtol=0, atol=2e-6)
@@ -254,10 +256,10 @@ def test_adam_moments_never_go_subnormal():
     n = 64
     p = np.ones(n, np.float32)
     opt = ff.Adam(np.zeros(n, np.float32), np.zeros(n, np.float32))
-    ff.adam_step(opt, p, np.full(n, 1e-3, np.float32), [ff.Part(0, n, 0, 0.003)])
+    opt.step(p, np.full(n, 1e-3, np.float32), [ff.Part(0, n, 0, 0.003)])
     tiny = np.finfo(np.float32).tiny
     for _ in range(2000):
-        ff.adam_step(opt, p, np.zeros(n, np.float32), [ff.Part(0, n, 0, 0.003)])
+        opt.step(p, np.zeros(n, np.float32), [ff.Part(0, n, 0, 0.003)])
         for state in (opt.m, opt.v, p):
             assert not ((state != 0) & (np.abs(state) < tiny)).any()
     assert np.abs(opt.m).max() <= 5 * 2.0 ** -123
@@ -270,7 +272,7 @@ def test_smoothed_sgd_matches_hintons_update():
     grads_seq = [rng.standard_normal(10) for _ in range(3)]
     opt, p = ff.SmoothedSGD(np.zeros(10), 0.9, 0.001), p0.copy()
     for g in grads_seq:
-        ff.sgd_step(opt, p, g.copy(), [ff.Part(0, 6, 2, 0.01), ff.Part(6, 10, 1, 0.005)])
+        opt.step(p, g.copy(), [ff.Part(0, 6, 2, 0.01), ff.Part(6, 10, 1, 0.005)])
     q, s = p0.copy(), np.zeros(10)
     lr = np.array([0.01] * 6 + [0.005] * 4)
     decays = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 0])
@@ -310,13 +312,47 @@ def test_hard_labels_follow_softmax_of_wrong_labels():
 
 @pytest.mark.parametrize("max_shift", [1, 2])
 def test_jitter_shifts_every_image_within_bounds(max_shift):
-    """Each image moves by its own (dy, dx), |dy|, |dx| <= max_shift, and is not changed otherwise."""
+    """Each image moves by exactly its own (dy, dx), |dy|, |dx| <= max_shift, zero fill."""
     rng = np.random.default_rng(0)
     x = np.zeros((200, 784), np.float32)
     x.reshape(200, 28, 28)[:, 14, 14] = 1                          # one bright pixel mid-image
-    out = ff.jitter_images(x, rng, max_shift).reshape(200, 28, 28)
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(200, 2))
+    out = ff.jitter_images(x, shifts, max_shift).reshape(200, 28, 28)
+    np.testing.assert_array_equal(np.argwhere(out)[:, 1:] - 14, shifts)   # each by its own shift
     ys, xs = np.nonzero(out.sum(axis=0))
     assert out.sum() == 200 and (out.reshape(200, -1).sum(1) == 1).all()
     where = np.argwhere(out)[:, 1:] - 14
     assert np.abs(where).max() == max_shift
     assert len({tuple(w) for w in where}) == (2 * max_shift + 1) ** 2   # every offset occurs
+
+
+def test_every_name_of_the_papers_map_is_defined_above_the_fast_section():
+    """The module docstring maps the paper's sentences to functions; each of them must be
+    defined in the plain method section, above the line that starts the speed-ups."""
+    import ast
+    import re
+    source = Path(ff.__file__).read_text()
+    lines = source.splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("# The same step, fast"))
+    doc = ast.get_docstring(ast.parse(source))
+    table = doc[doc.index("The paper, sentence by sentence"):doc.index("Reading order")]
+    names = set()
+    for row in table.splitlines()[2:]:
+        column = re.search(r"\S\s{2,}([a-z_][a-z0-9_, ]*)$", row)  # the names, after a gap
+        if column:
+            names.update(re.findall(r"[a-z_][a-z0-9_]*", column.group(1)))
+    assert len(names) >= 15, names
+    defined = {node.name: node.lineno for node in ast.parse(source).body
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert not names - set(defined), f"not defined: {names - set(defined)}"
+    nodes = {node.name: node for node in ast.parse(source).body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    reached, todo = set(), list(names)
+    while todo:                                     # the map's names and all they call
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        todo += [n.id for n in ast.walk(nodes[name]) if isinstance(n, ast.Name) and n.id in nodes]
+    below = {n: defined[n] for n in reached if defined[n] > line}
+    assert not below, f"reached from the map but defined below line {line}: {below}"

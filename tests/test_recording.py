@@ -180,6 +180,8 @@ def arrays_of(obj) -> list:
             out.append(v)
         elif dataclasses.is_dataclass(v) or isinstance(v, list):
             out += arrays_of(v)
+        elif hasattr(v, "opt") and hasattr(v, "step"):            # an observed optimiser
+            out += arrays_of(v.opt)
     return out
 
 

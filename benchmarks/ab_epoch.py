@@ -1,17 +1,17 @@
 """Interleaved timing of one training epoch: versions of the module, or flag sets, in one
 process, alternating epochs on the same data, so a noisy shared machine slows all alike.
 
-    git show 75f9820:ff_label_in_input.py > /tmp/ff_old.py
-    python3 benchmarks/ab_epoch.py --old /tmp/ff_old.py                     # 784-500-500
-    python3 benchmarks/ab_epoch.py --old /tmp/ff_old.py --recipe hinton \\
+    python3 benchmarks/ab_epoch.py --old 75f9820                            # 784-500-500
+    python3 benchmarks/ab_epoch.py --old 75f9820 --recipe hinton \\
         --layer-sizes 784,1000,1000,1000 --train-subset 10000
     python3 benchmarks/ab_epoch.py --layer-sizes 784,2000,2000,2000,2000 --train-subset 10000 \\
         --variant "--schedule batch" --variant "--schedule layer-update" \\
         --variant "--schedule layer-major --group-batches 8"
 
-With --old: that file's module against this one, same flags. With --variant: this module
-under each extra flag set. Both versions take train_epoch(state, cfg, x, y) with NumPy
-arrays. Prints each median epoch and its ratio to the first.
+With --old: ff_label_in_input.py at that git revision (or a .py file) against this one,
+same flags. With --variant: this module under each extra flag set. Both versions take
+train_epoch(state, cfg, x, y) with NumPy arrays. Prints each median epoch and its ratio
+to the first.
 """
 
 import argparse
@@ -20,7 +20,9 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +41,44 @@ def load_module(path, name):
     return module
 
 
+def old_module(p, old: str):
+    """The module --old names: a .py file, or ff_label_in_input.py at a git revision of this
+    repository (written to a temporary file by git show, loaded, then removed)."""
+    if old.endswith(".py"):
+        if not Path(old).is_file():
+            p.error(f"--old: no such file {old}")
+        return load_module(old, "ff_old")
+    if Path(old).exists():
+        p.error(f"--old: {old} is not a .py file (give a .py file or a git revision)")
+    try:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", "--end-of-options",
+                                f"{old}:ff_label_in_input.py"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        p.error(f"--old {old}: git show failed ({e})")
+    if shown.returncode:
+        why = (shown.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        p.error(f"--old: {old} is neither a .py file nor a revision git knows ({why})")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ff_label_in_input.py"
+        path.write_bytes(shown.stdout)
+        return load_module(path, "ff_old")
+
+
+def variant_flags(p, variants) -> list:
+    """Each --variant split as a shell would, or refused with one line."""
+    words = []
+    for v in variants:
+        try:
+            words.append(shlex.split(v))
+        except ValueError as e:                      # "No closing quotation"
+            p.error(f"--variant {v!r}: {e}")
+    return words
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=ff.HelpFormatter)
-    p.add_argument("--old", metavar="PATH", help="another ff_label_in_input.py to time against this one")
+    p.add_argument("--old", metavar="REV",
+                   help="time ff_label_in_input.py at this git revision (or this .py file) against this one")
     p.add_argument("--variant", action="append", metavar="FLAGS",
                    help="extra training flags of one variant (repeat; without --old)")
     p.add_argument("--recipe", choices=tuple(ff.RECIPES), default="baseline", help="recipe of all")
@@ -57,16 +94,14 @@ def build_parser():
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
-    if args.old and not Path(args.old).is_file():
-        p.error(f"--old: no such file {args.old}")
     if bool(args.old) == bool(args.variant):
-        p.error("give --old PATH or at least one --variant FLAGS")
+        p.error("give --old REV or at least one --variant FLAGS")
     ff.check_paths(p, args, ("json",))
     flags = ["--recipe", args.recipe, "--layer-sizes", ",".join(map(str, args.layer_sizes))]
     if args.old:
-        runs = {"old": (load_module(args.old, "ff_old"), flags), "new": (ff, flags)}
+        runs = {"old": (old_module(p, args.old), flags), "new": (ff, flags)}
     else:
-        runs = {v: (ff, flags + shlex.split(v)) for v in args.variant}
+        runs = {v: (ff, flags + words) for v, words in zip(args.variant, variant_flags(p, args.variant))}
     states = {}
     for name, (module, run_flags) in runs.items():       # a bad --variant stops here, exit 2
         cfg = module.parse_args(run_flags)[1]

@@ -38,6 +38,11 @@ Importing this module does nothing.
 
 from __future__ import annotations
 
+if __name__ == "__main__":      # Ctrl-C while the imports load: one line, not a traceback
+    import os, signal
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:       # say so, then exit 130 at once
+        signal.signal(signal.SIGINT, lambda *_: os._exit(os.write(2, b"error: interrupted\n") and 130))
+
 import argparse
 import dataclasses
 import gzip
@@ -47,6 +52,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import signal
 import struct
 import sys
 import tempfile
@@ -54,7 +61,9 @@ import time
 import urllib.request
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -785,11 +794,13 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; the last complete epoch was saved to `path` (None: not saved)."""
-    def __init__(self, path, epoch):
+    """A stop signal during training; the last complete epoch was saved to `path` (None:
+    not saved). code: the exit status (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    def __init__(self, path, epoch, stop: KeyboardInterrupt | None = None):
         where = f"the state after epoch {epoch} is in {path}" if path else "nothing was saved"
-        super().__init__(f"interrupted; {where}")
-        self.path, self.epoch = path, epoch
+        stop = stop or KeyboardInterrupt()
+        super().__init__(f"{stop_reason(stop)}; {where}")
+        self.path, self.epoch, self.code = path, epoch, exit_code(stop)
 
 
 @dataclass
@@ -1044,11 +1055,14 @@ def train(cfg: Config, x_train, y_train, evaluation=None, callback=None, log=pri
                 log(epoch_line(epoch, cfg.n_epochs, history, "val" if cfg.val_split else "test"))
             if callback:
                 callback(epoch, state.net, history)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         path = checkpoint or interrupted_to
         if path:
-            atomic_savez(path, snapshot)
-        raise Interrupted(path, int(snapshot["epoch"])) from None
+            try:
+                atomic_savez(path, snapshot)
+            except KeyboardInterrupt:           # a second signal, raised once the save was done
+                pass
+        raise Interrupted(path, int(snapshot["epoch"]), stop) from None
     return state.net, history
 
 
@@ -1380,6 +1394,7 @@ def blas() -> dict:
         return {}
 
 
+@lru_cache(maxsize=None)
 def machine() -> dict:
     """Where and with what a result was made; every result, model and checkpoint holds one."""
     commit, dirty = git_commit()
@@ -1388,26 +1403,106 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+# ----------------------------------------------------------------------------
+# Stopping: SIGINT (Ctrl-C), SIGTERM (a job scheduler's stop) and SIGHUP end a run the
+# same way: the last epoch checkpointed, one line, exit 128 + the signal's number. A
+# write in progress finishes first.
+# ----------------------------------------------------------------------------
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+_stop = {"deferring": 0, "pending": None}     # signals are process state; this is their one place
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised where the program stands; code: 128 + its number."""
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.code = int(signum), 128 + int(signum)
+
+
+def exit_code(e: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return getattr(e, "code", 130)
+
+
+def stop_reason(e: KeyboardInterrupt) -> str:
+    signum = getattr(e, "signum", signal.SIGINT)
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
+def _raise_stop(signum, frame):
+    if _stop["deferring"]:
+        _stop["pending"] = signum
+    else:
+        raise Stopped(signum)
+
+
+@contextmanager
+def stop_signals():
+    """Inside the block SIGINT, SIGTERM and SIGHUP raise Stopped (every script's main runs
+    in one). A signal already ignored (a background job's SIGINT, nohup's SIGHUP) stays so."""
+    old = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            try:
+                old[sig] = signal.signal(sig, _raise_stop)
+            except ValueError:                     # not the main thread: leave them be
+                break
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred_stop():
+    """A stop signal that arrives inside the block is raised at its end: a save finishes."""
+    _stop["deferring"] += 1
+    try:
+        yield
+    finally:
+        _stop["deferring"] -= 1
+    if not _stop["deferring"] and _stop["pending"] is not None:
+        signum, _stop["pending"] = _stop["pending"], None
+        raise Stopped(signum)
+
+
+def say(*parts, **kwargs):
+    """print, flushed; a closed standard output (a pipe into `head` that has quit) silences
+    the rest of the run instead of ending it."""
+    try:
+        print(*parts, **kwargs, flush=True)
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            sys.stdout = open(os.devnull, "w")
+
+
 def atomic_write_bytes(path, payload: bytes):
     """Write to a temporary file beside path, then rename: never a half-written file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)           # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with deferred_stop():                       # a stop signal waits for the rename
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600; give the usual mode
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_savez(path, arrays: dict):
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    with deferred_stop():                       # the archive is built and written, or not begun
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
 
 
 def read_npz(path, what="model") -> dict:
@@ -1452,6 +1547,11 @@ def npz_header(kind: str, cfg: Config, history: dict) -> dict:
             "shapes": np.array(json.dumps(weight_shapes(cfg)))}
 
 
+# What each kind of file must hold besides its weights (a damaged one is named by its key).
+NPZ_KEYS = {"model": ("config", "history", "metrics"),
+            "checkpoint": ("config", "history", "epoch", "rngs", "peer_means")}
+
+
 def read_ff_npz(path, kind: str):
     """(arrays, cfg, params, head) of a model or checkpoint file, its weights checked."""
     data = read_npz(path, kind)
@@ -1460,30 +1560,36 @@ def read_ff_npz(path, kind: str):
         hint = "a model file? use the file written by --checkpoint" if kind == "checkpoint" else \
             "written by ff_label_in_input.py --save?"
         raise ModelError(f"{path} is not an FF {kind} ({hint})")
-    if version != FORMAT_VERSION and not (kind == "model" and version == 2):
+    if version != FORMAT_VERSION:
         raise ModelError(f"{path} is an FF {kind} of format version {version}; this version "
-                         f"reads version {FORMAT_VERSION}" + (" (rerun with --resume dropped, or "
-                         "with the older code that wrote it)" if kind == "checkpoint" else ""))
+                         f"reads version {FORMAT_VERSION} (rerun " + ("with --resume dropped, or "
+                         if kind == "checkpoint" else "the training, or use ") + "the older code that wrote it)")
+    missing = [k for k in NPZ_KEYS[kind] if k not in data]
+    if missing:
+        raise ModelError(f"{path}: no {', '.join(missing)} in this {kind} file (damaged?)")
+    for key in ("config", "history", "metrics", "rngs"):
+        if key in data:
+            try:
+                json.loads(str(data[key]))
+            except ValueError:
+                raise ModelError(f"{path}: its {key} is not readable JSON (damaged?)") from None
     try:
         cfg = Config(**json.loads(str(data["config"])))
     except (TypeError, ValueError, KeyError) as e:
         raise ModelError(f"{path} has an unreadable config ({e})") from None
     shapes = weight_shapes(cfg)
-    if version == 2:                                 # one flat vector, read as it was written
-        params = data.get("params")
-        if params is None or params.shape != (n_params(cfg.layer_sizes),):
-            raise ModelError(f"{path}: the weights do not match layer sizes {cfg.layer_sizes}")
-    else:
-        wrong = [k for k, shape in shapes.items() if k != "head" and
-                 (k not in data or data[k].shape != shape)]
-        if wrong:
-            raise ModelError(f"{path}: {', '.join(wrong)} missing or not of the shape that layer "
-                             f"sizes {cfg.layer_sizes} need")
-        params = np.concatenate([np.vstack([data[f"W{l}"], data[f"b{l}"][None]]).ravel()
-                                 for l in range(len(cfg.layer_sizes) - 1)])
+    wrong = [k for k, shape in shapes.items() if k != "head" and
+             (k not in data or data[k].shape != shape)]
+    if wrong:
+        raise ModelError(f"{path}: {', '.join(wrong)} missing or not of the shape that layer "
+                         f"sizes {cfg.layer_sizes} need")
+    params = np.concatenate([np.vstack([data[f"W{l}"], data[f"b{l}"][None]]).ravel()
+                             for l in range(len(cfg.layer_sizes) - 1)])
     head = data.get("head")
     if cfg.softmax_head and (head is None or head.shape != shapes["head"]):
         raise ModelError(f"{path}: the softmax head is missing or has the wrong shape")
+    if not np.isfinite(params).all() or (head is not None and not np.isfinite(head).all()):
+        raise ModelError(f"{path}: its weights hold NaN or infinite values")
     return data, cfg, params.astype(DTYPE), None if head is None else head.astype(DTYPE)
 
 
@@ -1537,8 +1643,12 @@ def optimizer_arrays(opt) -> dict:
 def restore_optimizer(opt, data: dict):
     """An optimiser's fields from a checkpoint's opt_* arrays (0-d ones as Python numbers)."""
     for f in dataclasses.fields(opt):
-        if f.name in OPTIMIZER_SETTINGS or f"opt_{f.name}" not in data:
-            continue                        # a setting, or a field older checkpoints lack (SGD's t)
+        if f.name in OPTIMIZER_SETTINGS:
+            continue
+        if f"opt_{f.name}" not in data:
+            if isinstance(getattr(opt, f.name), np.ndarray):
+                raise ModelError(f"the checkpoint has no opt_{f.name} (damaged?)")
+            continue                        # a number older checkpoints lack (SGD's t)
         value = data[f"opt_{f.name}"]
         setattr(opt, f.name, value.astype(DTYPE) if value.ndim else value.item())
 
@@ -1553,9 +1663,14 @@ def load_checkpoint(path, cfg: Config):
         raise ModelError(problem)
     state = init_state(cfg)
     state.net.params[...] = params
-    restore_optimizer(state.opt, data)
+    try:
+        restore_optimizer(state.opt, data)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
     state.peer_means = np.split(data["peer_means"].astype(DTYPE), np.cumsum(cfg.layer_sizes[1:-1]))
     if state.net.head is not None:
+        if "head_avg_grad" not in data:
+            raise ModelError(f"{path}: no head_avg_grad in this checkpoint file (damaged?)")
         state.net.head[...], state.head_opt.avg_grad[...] = head, data["head_avg_grad"]
     for k, rng_state in json.loads(str(data["rngs"])).items():
         state.rngs[k].bit_generator.state = rng_state
@@ -1653,10 +1768,13 @@ def apply_recipe(p: argparse.ArgumentParser, argv):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each flag's default, except where there is none to show (None, False)."""
+    """--help shows each flag's default as it is typed (a list as 784,500,500), except where
+    there is none to show (None, False)."""
     def _get_help_string(self, action):
         if action.default is None or action.default is False:
             return action.help
+        if isinstance(action.default, (list, tuple)):
+            return f"{action.help} (default: {','.join(map(str, action.default))})"
         return super()._get_help_string(action)
 
 
@@ -1717,22 +1835,54 @@ def parse_args(argv=None):
     return args, cfg
 
 
-def check_paths(p: argparse.ArgumentParser, args, outputs):
-    """Refuse up front (exit 2) a --resume that is not a file and any output flag whose
-    path is a folder or sits in a folder that cannot be written (shared by the scripts)."""
-    resume = getattr(args, "resume", None)
-    if resume and Path(resume).is_dir():
-        p.error(f"--resume: {resume} is a folder; give the checkpoint file")
-    if resume and not Path(resume).is_file():
-        p.error(f"--resume: no such file {resume}")
+def user_path(path) -> str | None:
+    """A path as the user meant it: ~ and $VARS expanded (a shell leaves --save=~/m.npz
+    and quoted paths alone). Every check and every writer sees this one form."""
+    return None if path is None else os.path.expandvars(os.path.expanduser(str(path)))
+
+
+def writable_folder(folder: Path) -> str | None:
+    """Why no new file can be made in folder, or None: a real file is created and removed
+    (os.access says yes to folders that refuse, /sys for root)."""
+    if not folder.is_dir():
+        return "no such folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
+def check_paths(p: argparse.ArgumentParser, args, outputs, inputs=("resume",)):
+    """Expand ~ and $VARS in the path flags (in args, so the writers use the same paths),
+    then refuse up front (exit 2) an input that is not a file, and any output whose path is
+    a folder, sits in a folder that refuses new files, or is another output's too (shared
+    by the scripts)."""
+    for flag in (*inputs, *outputs):
+        if hasattr(args, flag):
+            setattr(args, flag, user_path(getattr(args, flag)))
+    for flag in inputs:
+        path = getattr(args, flag, None)
+        if path and Path(path).is_dir():
+            p.error(f"--{flag}: {path} is a folder; give the file")
+        if path and not Path(path).is_file():
+            p.error(f"--{flag}: no such file {path}")
+    seen = {}
     for flag in outputs:
         path = getattr(args, flag)
-        if path is not None:
-            if Path(path).expanduser().is_dir():
-                p.error(f"--{flag}: {path} is a folder; give a file name")
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir() or not os.access(parent, os.W_OK):
-                p.error(f"--{flag}: cannot write to folder {parent}")
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            p.error(f"--{flag}: {path} is a folder; give a file name")
+        parent = Path(path).resolve().parent
+        problem = writable_folder(parent)
+        if problem:
+            p.error(f"--{flag}: cannot write to folder {parent} ({problem})")
+        other = seen.setdefault(Path(path).resolve(), flag)
+        if other != flag:
+            p.error(f"--{flag} and --{other} name the same file {path}; give each its own")
 
 
 def split_data(cfg: Config, x_train, y_train, x_test, y_test):
@@ -1769,13 +1919,15 @@ def fail(message, code=2):
 
 def main(argv=None, checksums=None, mirrors=None) -> dict:
     """Train, report and save; return the metrics dict. checksums and mirrors go to
-    load_mnist (tests use small synthetic files). Ctrl-C anywhere exits 130 with one line,
-    and a trained model is saved before its final evaluation."""
+    load_mnist (tests use small synthetic files). Ctrl-C, SIGTERM or SIGHUP anywhere
+    exits 130, 143 or 129 with one line; a trained model is saved before its final
+    evaluation, and a save under way finishes first."""
     args, cfg = parse_args(argv)
     try:
-        return run(args, cfg, argv, checksums, mirrors)
-    except KeyboardInterrupt:       # every file is written atomically: none is half-written
-        fail("interrupted", 130)
+        with stop_signals():
+            return run(args, cfg, argv, checksums, mirrors)
+    except KeyboardInterrupt as e:  # every file is written atomically: none is half-written
+        fail(stop_reason(e), exit_code(e))
     except MemoryError:
         fail(f"out of memory for layer sizes {','.join(map(str, cfg.layer_sizes))} "
              f"({n_params(cfg.layer_sizes):,} weights); try smaller layers", 1)
@@ -1783,13 +1935,13 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
 
 def run(args, cfg: Config, argv, checksums, mirrors) -> dict:
     """main after its flags are parsed."""
-    log = None if args.quiet else print
+    log = None if args.quiet else say
     try:
         data = load_mnist(args.data_dir, checksums, mirrors)
     except DataError as e:
         fail(e)
-    except KeyboardInterrupt:
-        fail("interrupted while loading MNIST; nothing was written", 130)
+    except KeyboardInterrupt as e:
+        fail(f"{stop_reason(e)} while loading MNIST; nothing was written", exit_code(e))
     (x_train, y_train), (x_test, y_test), held_out = split_data(cfg, *data)
     k = cfg.eval_subset
     evaluation = ((x_train[:k], y_train[:k]), (x_test[:k], y_test[:k]))
@@ -1810,17 +1962,21 @@ def run(args, cfg: Config, argv, checksums, mirrors) -> dict:
         if "--resume" in flags:
             i = flags.index("--resume")
             del flags[i:i + 2]
-        fail(f"{e}. To continue: python3 {Path(__file__).name} {' '.join(flags)} "
-             f"--resume {e.path}", 130)
+        again = shlex.join(["python3", Path(__file__).name, *map(str, flags), "--resume", str(e.path)])
+        fail(f"{e}. To continue: {again}", e.code)
     if args.save:                   # saved first: an interrupted evaluation loses no model
-        save_model(args.save, net, cfg, history)
+        try:
+            save_model(args.save, net, cfg, history)
+        except KeyboardInterrupt as e:              # raised once the save was done
+            fail(f"{stop_reason(e)}; the trained model is in {args.save}, without test metrics",
+                 exit_code(e))
     train_seconds = sum(history["seconds"])                          # resumed epochs included
     x_final, y_final = (x_test, y_test) if cfg.full_test else evaluation[1]
     try:
         metrics = evaluate(net, x_final, y_final, cfg.predict_mode)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         kept = f"the trained model is in {args.save}, without" if args.save else "no model was saved and no"
-        fail(f"interrupted during the final evaluation; {kept} test metrics", 130)
+        fail(f"{stop_reason(e)} during the final evaluation; {kept} test metrics", exit_code(e))
     metrics.update({"evaluated_on": held_out, "config": dataclasses.asdict(cfg),
                     "command": "python3 ff_label_in_input.py " + " ".join(
                         sys.argv[1:] if argv is None else argv),

@@ -12,6 +12,11 @@ frames are drawn after training, so every axis has the same limits in every fram
 
 from __future__ import annotations
 
+if __name__ == "__main__":      # Ctrl-C while the imports load: one line, not a traceback
+    import os, signal
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:       # say so, then exit 130 at once
+        signal.signal(signal.SIGINT, lambda *_: os._exit(os.write(2, b"error: interrupted\n") and 130))
+
 import argparse
 from pathlib import Path
 
@@ -46,7 +51,9 @@ def build_parser(argv=None):
     p.add_argument("--snapshot-every", type=ff.positive_int, default=1, metavar="N",
                    help="a frame every N epochs (and at the last epoch)")
     p.add_argument("--fps", type=ff.positive_float, default=6, help="frames per second")
-    p.add_argument("--out", default="ff_label_in_input.gif", metavar="PATH", help="the GIF to write")
+    p.add_argument("--out", default="ff_training.gif", metavar="PATH",
+                   help="the GIF to write (the committed ff_label_in_input.gif is made with "
+                        "--out ff_label_in_input.gif, so a trial run leaves it alone)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
     ff.apply_recipe(p, argv)
     p.set_defaults(train_subset=20000)                              # a GIF's run is shorter
@@ -190,9 +197,12 @@ def main(argv=None, checksums=None, mirrors=None):
     exits 130 with one line and writes nothing."""
     args, cfg = parse_args(argv)
     try:
-        return make_gif(args, cfg, checksums, mirrors)
-    except (KeyboardInterrupt, ff.Interrupted):
-        ff.fail("interrupted; no GIF was written", code=130)
+        with ff.stop_signals():
+            return make_gif(args, cfg, checksums, mirrors)
+    except KeyboardInterrupt as e:
+        ff.fail(f"{ff.stop_reason(e)}; no GIF was written", code=ff.exit_code(e))
+    except ff.Interrupted as e:
+        ff.fail(f"{str(e).split(';')[0]}; no GIF was written", code=e.code)
 
 
 def make_gif(args, cfg, checksums=None, mirrors=None):
@@ -216,7 +226,7 @@ def make_gif(args, cfg, checksums=None, mirrors=None):
     frames = render_frames(snaps, history, cfg, x_demo, y_demo, held_out)
     out = Path(args.out)
     write_gif(out, frames, args.fps)
-    print(f"wrote {out}: {len(frames)} frames, {out.stat().st_size / 1e6:.2f} MB")
+    ff.say(f"wrote {out}: {len(frames)} frames, {out.stat().st_size / 1e6:.2f} MB")
     return out, len(frames)
 
 

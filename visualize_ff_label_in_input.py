@@ -12,9 +12,13 @@ threshold theta divide each layer's by its width D: goodness per unit, mean(h^2)
 
 from __future__ import annotations
 
+if __name__ == "__main__":      # Ctrl-C while the imports load: one line, not a traceback
+    import os, signal
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:       # say so, then exit 130 at once
+        signal.signal(signal.SIGINT, lambda *_: os._exit(os.write(2, b"error: interrupted\n") and 130))
+
 import argparse
 import io
-import os
 from pathlib import Path
 
 import matplotlib
@@ -332,19 +336,17 @@ def build_parser():
     return p
 
 
-def writable_folder(path: Path) -> Path | None:
-    """The nearest existing folder at or above path, if this process may write in it."""
-    for folder in (path, *path.parents):
-        if folder.exists():
-            return folder if folder.is_dir() and os.access(folder, os.W_OK) else None
-    return None
+def nearest_folder(path: Path) -> Path:
+    """The nearest existing folder at or above path (where --outdir would be created)."""
+    return next(folder for folder in (path, *path.parents) if folder.exists())
 
 
 def parse_args(argv=None):
     """Bad values exit 2 with a one-line reason before any model or data is read."""
     p = build_parser()
     args = p.parse_args(argv)
-    model, outdir = Path(args.model).expanduser(), Path(args.outdir).expanduser()
+    args.model, args.outdir, args.data_dir = map(ff.user_path, (args.model, args.outdir, args.data_dir))
+    model, outdir = Path(args.model), Path(args.outdir)
     if model.is_dir():
         p.error(f"--model: {args.model} is a folder; give a .npz file")
     if not model.exists():                                           # it will be trained into
@@ -352,13 +354,16 @@ def parse_args(argv=None):
         if not folder.is_dir():
             p.error(f"--model: {args.model} is missing and its folder {folder} does not exist "
                     f"to train one into")
-        if not os.access(folder, os.W_OK):
-            p.error(f"--model: {args.model} is missing and its folder {folder} is not writable "
-                    f"to train one into")
+        problem = ff.writable_folder(folder)
+        if problem:
+            p.error(f"--model: {args.model} is missing and its folder {folder} refuses new files "
+                    f"({problem}) to train one into")
     if outdir.exists() and not outdir.is_dir():
         p.error(f"--outdir: {args.outdir} is a file; give a folder")
-    if writable_folder(outdir.resolve()) is None:
-        p.error(f"--outdir: cannot create or write to {args.outdir}")
+    folder = nearest_folder(outdir.resolve())
+    problem = "not a folder" if not folder.is_dir() else ff.writable_folder(folder)
+    if problem:
+        p.error(f"--outdir: cannot create or write to {args.outdir} ({folder}: {problem})")
     return args
 
 
@@ -367,17 +372,18 @@ def main(argv=None, checksums=None, mirrors=None) -> list:
     ff.load_mnist (tests use small synthetic files). Ctrl-C exits 130 with one line."""
     args = parse_args(argv)
     try:
-        return draw(args, checksums, mirrors)
-    except KeyboardInterrupt:
-        ff.fail("interrupted; no figures were written", code=130)
+        with ff.stop_signals():
+            return draw(args, checksums, mirrors)
+    except KeyboardInterrupt as e:
+        ff.fail(f"{ff.stop_reason(e)}; no figures were written", code=ff.exit_code(e))
 
 
 def draw(args, checksums=None, mirrors=None) -> list:
     """Train the model if missing, read it and MNIST, draw every figure in memory, then
     write them all (a Ctrl-C while drawing leaves no figure or folder behind)."""
-    model, outdir = Path(args.model).expanduser(), Path(args.outdir).expanduser()
+    model, outdir = Path(args.model), Path(args.outdir)
     if not model.exists():
-        print(f"{model} is missing: training one with the default config")
+        ff.say(f"{model} is missing: training one with the default config")
         ff.main(["--save", str(model)] + (["--data-dir", args.data_dir] if args.data_dir else []),
                 checksums=checksums, mirrors=mirrors)
     try:
@@ -398,7 +404,7 @@ def draw(args, checksums=None, mirrors=None) -> list:
         outdir.mkdir(parents=True, exist_ok=True)
         for path, png in figures:
             ff.atomic_write_bytes(path, png)
-            print(f"wrote {path}")
+            ff.say(f"wrote {path}")
     except OSError as e:
         ff.fail(f"cannot write the figures into {outdir} ({e})", code=1)
     return [path for path, _ in figures]

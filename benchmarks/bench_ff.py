@@ -5,7 +5,9 @@
     python3 benchmarks/bench_ff.py --json bench.json
     python3 benchmarks/bench_ff.py --device cuda        # the same on an NVIDIA GPU (CuPy)
 
-Measured in one process, side by side, medians over --repeats after --warmup epochs:
+Measured in one process, in --repeats interleaved rounds after --warmup epochs: each
+round times one epoch of each kind, in an order that rotates from round to round, and
+each ratio is the median of its per-round ratios (their spread is reported beside it):
   reference epoch  a careful plain NumPy epoch (labels embedded into both inputs, a full
                    product for each, fresh arrays, Adam written the obvious way)
   module epoch     ff_label_in_input.train_epoch
@@ -166,7 +168,8 @@ def build_parser():
                    metavar="N", help="epoch over the first N training images")
     p.add_argument("--warmup", type=ff.bounded(int, 0), default=2,
                    help="untimed epochs before timing (steady state)")
-    p.add_argument("--repeats", type=ff.positive_int, default=3, help="timed epochs of each kind")
+    p.add_argument("--repeats", type=ff.positive_int, default=3,
+                   help="interleaved rounds: timed epochs of each kind")
     p.add_argument("--skip-reference", action="store_true", help="time only the module")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy on an NVIDIA GPU)")
@@ -187,12 +190,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None, checksums=None):
-    """Run the benchmark and return its results; Ctrl-C stops it with one line (exit 130)."""
+    """Run the benchmark and return its results; Ctrl-C or SIGTERM stops it with one line
+    (exit 130 or 143)."""
     args, xp = parse_args(argv)
     try:
-        return run_benchmark(args, xp, checksums)
-    except KeyboardInterrupt:
-        ff.fail("interrupted; no results were written", code=130)
+        with ff.stop_signals():
+            return run_benchmark(args, xp, checksums)
+    except KeyboardInterrupt as e:
+        ff.fail(f"{ff.stop_reason(e)}; no results were written", code=ff.exit_code(e))
 
 
 def run_benchmark(args, xp, checksums=None):
@@ -200,12 +205,12 @@ def run_benchmark(args, xp, checksums=None):
     try:
         x_train, y_train, x_test, y_test = ff.load_mnist(checksums=checksums, mirrors=())
         data = "MNIST"
-    except ff.DataError:
+    except ff.DataError as e:                    # the timings do not depend on the pixels
         rng = np.random.default_rng(0)
         x_train = rng.random((60000, 784), dtype=np.float32)
         y_train = rng.integers(0, 10, 60000)
         x_test, y_test = x_train[:10000].copy(), y_train[:10000].copy()
-        data = "random data of MNIST's shape (MNIST not found)"
+        data = f"random data of MNIST's shape (MNIST unusable: {e})"
     if args.train_subset:
         x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
     cfg = ff.Config(layer_sizes=args.layer_sizes, batch_size=args.batch_size)
@@ -229,29 +234,54 @@ def run_benchmark(args, xp, checksums=None):
     results = {"layer_sizes": cfg.layer_sizes, "batch_size": cfg.batch_size, "n_images": n,
                "data": data, "loss_max_relative_gap": loss_gap}
     x_dev, y_dev = xp.asarray(x_train), xp.asarray(y_train)          # on the device once
-    module_times = [timed(lambda: ff.train_epoch(state, cfg, x_dev, y_dev), xp)
-                    for _ in range(args.warmup + args.repeats)]
-    results["module_epoch_s"] = float(np.median(module_times[args.warmup:]))
-    results["module_epoch_all_s"] = module_times
-    print(f"module epochs (s): {' '.join(f'{t:.2f}' for t in module_times)}", flush=True)
-
-    if not args.skip_reference:
-        rng = np.random.default_rng(2)
-        x_ref = xp.asarray(x_train)
-        ref_times = [timed(lambda: reference_epoch(ref, x_ref, y_train, cfg, rng), xp)
-                     for _ in range(args.warmup + args.repeats)]
-        results["reference_epoch_s"] = float(np.median(ref_times[args.warmup:]))
-        results["reference_epoch_all_s"] = ref_times
-        print(f"reference epochs (s): {' '.join(f'{t:.2f}' for t in ref_times)}", flush=True)
-
-    rng = np.random.default_rng(3)
-    gemm = [gemm_floor_epoch(cfg.layer_sizes, n, cfg.batch_size, rng, xp) for _ in range(args.repeats)]
-    results["gemm_floor_s"] = float(np.median(gemm))
-    bw = copy_bandwidth(rng, xp=xp)
+    rng, rng_floor = np.random.default_rng(2), np.random.default_rng(3)
+    x_ref = xp.asarray(x_train)
     state_bytes = 7 * 4 * ff.n_params(cfg.layer_sizes) * math.ceil(n / cfg.batch_size)
-    results["copy_bandwidth_GBps"] = bw / 1e9
-    results["optimizer_stream_s"] = state_bytes / bw
-    results["floor_s"] = results["gemm_floor_s"] + results["optimizer_stream_s"]
+
+    def floor_epoch():                           # the GEMMs, then the state stream at this round's bandwidth
+        gemm = gemm_floor_epoch(cfg.layer_sizes, n, cfg.batch_size, rng_floor, xp)
+        bw = copy_bandwidth(rng_floor, repeats=3, xp=xp)
+        return gemm, bw
+
+    kinds = {"module": lambda: timed(lambda: ff.train_epoch(state, cfg, x_dev, y_dev), xp)}
+    if not args.skip_reference:
+        kinds["reference"] = lambda: timed(lambda: reference_epoch(ref, x_ref, y_train, cfg, rng), xp)
+    for _ in range(args.warmup):
+        for name in ("module", "reference"):
+            if name in kinds:
+                kinds[name]()
+    kinds["floor"] = floor_epoch
+    # Interleaved rounds, each kind once a round, in an order that rotates: a slow minute
+    # on a shared host lands on one round's three timings, not on one kind's.
+    rounds = {name: [] for name in kinds}
+    names = list(kinds)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            rounds[name].append(kinds[name]())
+        floor = rounds["floor"][-1][0] + state_bytes / rounds["floor"][-1][1]
+        print(f"round {r + 1}: module {rounds['module'][-1]:.2f} s, floor {floor:.2f} s"
+              + (f", reference {rounds['reference'][-1]:.2f} s" if "reference" in rounds else ""),
+              flush=True)
+    gemm = [g for g, _ in rounds["floor"]]
+    bws = [b for _, b in rounds["floor"]]
+    floors = [g + state_bytes / b for g, b in rounds["floor"]]
+    module = rounds["module"]
+    results["module_epoch_s"] = float(np.median(module))
+    results["module_epoch_all_s"] = module
+    results["gemm_floor_s"] = float(np.median(gemm))
+    results["copy_bandwidth_GBps"] = float(np.median(bws)) / 1e9
+    results["optimizer_stream_s"] = state_bytes / float(np.median(bws))
+    results["floor_s"] = float(np.median(floors))
+    per_round = {"module_over_floor": [m / f for m, f in zip(module, floors)],
+                 "module_over_gemm_floor": [m / g for m, g in zip(module, gemm)]}
+    if "reference" in rounds:
+        results["reference_epoch_s"] = float(np.median(rounds["reference"]))
+        results["reference_epoch_all_s"] = rounds["reference"]
+        per_round["reference_over_module"] = [r / m for r, m in zip(rounds["reference"], module)]
+    results["rounds"] = {"interleaved": True, "n": args.repeats, "per_round": per_round}
+    for key, values in per_round.items():           # the median of the per-round ratios
+        results[f"ratio_{key}"] = float(np.median(values))
+        results[f"ratio_{key}_spread"] = [float(min(values)), float(max(values))]
 
     x_pred = x_test[:10000]
     naive = [timed(lambda: naive_label_goodness(state.net, x_pred), xp) for _ in range(args.repeats)]
@@ -270,10 +300,7 @@ def run_benchmark(args, xp, checksums=None):
     agree = np.abs(ff.label_goodness(state.net, x_pred[:500]) - naive_label_goodness(state.net, x_pred[:500])) / np.array(cfg.layer_sizes[1:])
     results["predict_max_abs_diff"] = float(agree.max())
 
-    results["ratio_reference_over_module"] = (results.get("reference_epoch_s", float("nan"))
-                                              / results["module_epoch_s"])
-    results["ratio_module_over_floor"] = results["module_epoch_s"] / results["floor_s"]
-    results["ratio_module_over_gemm_floor"] = results["module_epoch_s"] / results["gemm_floor_s"]
+    results.setdefault("ratio_reference_over_module", float("nan"))
     results["ratio_predict_naive_over_module"] = results["predict_naive_s"] / results["predict_module_s"]
     results["ratio_predict_first_naive_over_module"] = (results["predict_first_naive_s"]
                                                         / results["predict_first_module_s"])
@@ -295,8 +322,10 @@ def run_benchmark(args, xp, checksums=None):
     for name, value in rows:
         print(f"| {name:<44} | {value:9.3f} |" if value is not None else f"| {name:<44} | {'skipped':>9} |")
     print(f"\nreference / module epoch: {results['ratio_reference_over_module']:.2f}x")
-    print(f"module epoch / floor:     {results['ratio_module_over_floor']:.2f}x "
-          f"(/ GEMM floor alone: {results['ratio_module_over_gemm_floor']:.2f}x)")
+    lo, hi = results["ratio_module_over_floor_spread"]
+    print(f"module epoch / floor:     {results['ratio_module_over_floor']:.2f}x, median of "
+          f"{args.repeats} interleaved rounds ({lo:.2f}-{hi:.2f}; / GEMM floor alone: "
+          f"{results['ratio_module_over_gemm_floor']:.2f}x)")
     print(f"predict naive / module:   {results['ratio_predict_naive_over_module']:.2f}x "
           f"(max |goodness diff| {results['predict_max_abs_diff']:.1e}; multiply-add ratio "
           f"{results['predict_flop_ratio_naive_over_module']:.2f}x); layer 0 only: "

@@ -20,9 +20,15 @@ dtype policy: float32 training; the tests check the gradients in float64.
 
 from __future__ import annotations
 
+if __name__ == "__main__":      # Ctrl-C while the imports load: one line, not a traceback
+    import os, signal
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:       # say so, then exit 130 at once
+        signal.signal(signal.SIGINT, lambda *_: os._exit(os.write(2, b"error: interrupted\n") and 130))
+
 import argparse
 import dataclasses
 import json
+import shlex
 import math
 import os
 import sys
@@ -311,16 +317,26 @@ def without_resume(argv) -> list:
 
 def main(argv=None, checksums=None, mirrors=None) -> dict:
     """Train, score every epoch, record; return the metrics dict. checksums and mirrors go
-    to ff.load_mnist (tests use small synthetic files)."""
+    to ff.load_mnist (tests use small synthetic files). Ctrl-C, SIGTERM or SIGHUP exit 130,
+    143 or 129 with one line, the last epoch checkpointed."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args, cfg = parse_args(argv)
-    log = None if args.quiet else print
+    try:
+        with ff.stop_signals():
+            return run(args, cfg, argv, checksums, mirrors)
+    except KeyboardInterrupt as e:
+        ff.fail(ff.stop_reason(e), ff.exit_code(e))
+
+
+def run(args, cfg: BPConfig, argv, checksums=None, mirrors=None) -> dict:
+    """main after its flags are parsed."""
+    log = None if args.quiet else ff.say
     try:
         x_train, y_train, x_test, y_test = ff.load_mnist(args.data_dir, checksums, mirrors)
     except ff.DataError as e:
         ff.fail(e)
-    except KeyboardInterrupt:
-        ff.fail("interrupted while loading MNIST; nothing was written", 130)
+    except KeyboardInterrupt as e:
+        ff.fail(f"{ff.stop_reason(e)} while loading MNIST; nothing was written", ff.exit_code(e))
     held_out = "test"
     if cfg.val_split:
         if cfg.val_split >= len(x_train):
@@ -370,11 +386,11 @@ def main(argv=None, checksums=None, mirrors=None) -> dict:
                     partial.unlink(missing_ok=True)
             if log:
                 log(epoch_line(cfg, history, len(x_test), held_out))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done = history["epoch"][-1] if history["epoch"] else 0
         kept = (f"the state after epoch {done} is in {args.checkpoint}; to continue add "
-                f"--resume {args.checkpoint}") if args.checkpoint and done else "no checkpoint was kept"
-        ff.fail(f"interrupted during epoch {done + 1}; {kept}", 130)
+                f"--resume {shlex.quote(args.checkpoint)}") if args.checkpoint and done else "no checkpoint was kept"
+        ff.fail(f"{ff.stop_reason(e)} during epoch {done + 1}; {kept}", ff.exit_code(e))
     if log and history["epoch"]:
         wrong, n = history["test_errors"][-1], len(x_test)
         log(f"{held_out} accuracy: {n - wrong}/{n} ({100 * (n - wrong) / n:.2f}%), error "

@@ -36,7 +36,6 @@ images, in steady state: FF's 10-label goodness (ff.label_goodness), FF's softma
 import argparse
 import dataclasses
 import json
-import platform
 import shlex
 import sys
 import time
@@ -315,11 +314,6 @@ def line(p) -> str:
             f"{p['peak_live_ff_over_bp']:.2f}  {tiled}")
 
 
-def versions() -> dict:
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
-
-
 def write(path, payload):
     ff.atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
 
@@ -374,7 +368,7 @@ def run_group(group, tiles, steps):
                 f"{k} {v['ff_over_bp']:.2f}" for k, v in p.items() if isinstance(v, dict))
         else:
             text = line(p)
-        print(f"{text}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        ff.say(f"{text}  ({time.perf_counter() - t0:.0f} s)")
     return results
 
 
@@ -387,24 +381,41 @@ def main(argv=None) -> list:
         tiles = tuple(ff.positive_int(t) for t in args.tiles.split(",") if t)
     except argparse.ArgumentTypeError as e:
         p.error(f"--tiles: {e}")
+    if args.json and not args.layer_sizes:
+        p.error("--json writes one point: give --layer-sizes too (the groups go to --out-dir)")
     ff.check_paths(p, args, ("json",))
+    out_dir = Path(ff.user_path(args.out_dir))
+    out_dir = out_dir if out_dir.is_absolute() else HERE.parent / out_dir
+    if not args.layer_sizes:                        # made and probed before any measuring
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            p.error(f"--out-dir: cannot create {args.out_dir} ({e.strerror})")
+        problem = ff.writable_folder(out_dir)
+        if problem:
+            p.error(f"--out-dir: cannot write to {args.out_dir} ({problem})")
     try:
-        if args.layer_sizes:
-            sizes = ",".join(map(str, args.layer_sizes))
-            point = measure(sizes, args.batch_size, args.recipe, args.steps, tiles)
-            print(line(point))
-            if args.json:
-                write(args.json, {"command": command, "versions": versions(), "points": [point]})
-            return [point]
-        done = []
-        out_dir = Path(args.out_dir) if Path(args.out_dir).is_absolute() else HERE.parent / args.out_dir
-        for group in args.only or GROUPS:
-            results = run_group(group, tiles, args.steps)
-            write(out_dir / f"{group}.json", {"command": command, "versions": versions(), "points": results})
-            done += results
-        return done
-    except KeyboardInterrupt:
-        ff.fail("interrupted; the groups finished before are written", 130)
+        with ff.stop_signals():
+            return run(args, tiles, command, out_dir)
+    except KeyboardInterrupt as e:
+        ff.fail(f"{ff.stop_reason(e)}; the groups finished before are written", ff.exit_code(e))
+
+
+def run(args, tiles, command, out_dir) -> list:
+    """main after its flags are checked."""
+    if args.layer_sizes:
+        sizes = ",".join(map(str, args.layer_sizes))
+        point = measure(sizes, args.batch_size, args.recipe, args.steps, tiles)
+        ff.say(line(point))
+        if args.json:
+            write(args.json, {"command": command, "machine": ff.machine(), "points": [point]})
+        return [point]
+    done = []
+    for group in args.only or GROUPS:
+        results = run_group(group, tiles, args.steps)
+        write(out_dir / f"{group}.json", {"command": command, "machine": ff.machine(), "points": results})
+        done += results
+    return done
 
 
 if __name__ == "__main__":

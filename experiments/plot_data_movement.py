@@ -7,6 +7,7 @@ Reads results/data_movement/schedules_depth.json (made by
 `python3 experiments/data_movement.py --only schedules_depth`).
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,11 +26,16 @@ SCHEDULES = (("batch", "all gradients, then one update", "-"),
 RECIPES = (("baseline", "tab:blue"), ("hinton", "tab:red"))
 
 
-def main():
-    if not SOURCE.exists():
-        sys.exit(f"error: {SOURCE.relative_to(ROOT)} is missing; run "
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--source", default=str(SOURCE), metavar="PATH", help="the schedules_depth JSON")
+    p.add_argument("--out", default=str(OUT), metavar="PATH", help="the PNG to write")
+    args = p.parse_args(argv)
+    source, out = Path(args.source), Path(args.out)
+    if not source.exists():
+        sys.exit(f"error: {source} is missing; run "
                  f"python3 experiments/data_movement.py --only schedules_depth")
-    points = json.loads(SOURCE.read_text())["points"]
+    points = json.loads(source.read_text())["points"]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for recipe, color in RECIPES:
         mine = sorted((p for p in points if p["recipe"] == recipe), key=lambda p: len(p["layer_sizes"]))
@@ -42,9 +48,9 @@ def main():
            xticks=[2, 4, 8], title="Does FF move less data than backprop? (array-granularity ByteDMD)")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    OUT.parent.mkdir(exist_ok=True)
-    fig.savefig(OUT)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

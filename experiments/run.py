@@ -95,12 +95,13 @@ def main(argv=None):
         if len(named) != 1:
             p.error(f"--run-one: {args.run_one} names {len(named)} runs, not one (see --commands)")
     try:
-        if args.run_one is not None:
-            return run_one(named[0], args.blas_threads)
-        return run_cli(args)
-    except KeyboardInterrupt:
-        print("interrupted; runs with a checkpoint resume from it next time", file=sys.stderr)
-        return 130
+        with ff.stop_signals():              # SIGINT, SIGTERM, SIGHUP: forwarded to the runs
+            if args.run_one is not None:
+                return run_one(named[0], args.blas_threads)
+            return run_cli(args)
+    except KeyboardInterrupt as e:
+        print(f"{ff.stop_reason(e)}; runs with a checkpoint resume from it next time", file=sys.stderr)
+        return ff.exit_code(e)
 
 
 def run_cli(args) -> int:
@@ -108,25 +109,25 @@ def run_cli(args) -> int:
     chosen = args.group is not None or args.only is not None
     runs = select(RUNS, args.group, args.only)
     if args.list:
-        print(listing(runs))
+        ff.say(listing(runs))
         return 0
     if args.commands:
         lines = commands(runs, args.blas_threads)
         if lines:
-            print(lines)
+            ff.say(lines)
         return 0
     ok = True
     if chosen or args.all:
         todo = [r for r in runs if not done(r)]
-        print(f"{len(todo)} of {len(runs)} runs to make", flush=True)
+        ff.say(f"{len(todo)} of {len(runs)} runs to make")
         ok = run_all(todo, args.jobs, args.blas_threads)
     if args.readme:
-        print("README and RESULTS tables updated: " + ", ".join(update_readme()))
+        ff.say("README and RESULTS tables updated: " + ", ".join(update_readme()))
     if args.tables:
-        print(render_tables())
+        ff.say(render_tables())
     elif not (chosen or args.all):
-        print(status(RUNS))
-        print("\nrun a selection with --group, --only or --all; --list shows the commands")
+        ff.say(status(RUNS))
+        ff.say("\nrun a selection with --group, --only or --all; --list shows the commands")
     return 0 if ok else 1
 
 

@@ -21,15 +21,54 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import ff_label_in_input as ff
 from registry import GROUP_NAMES, ROOT, Run, done
+
+# The children running now. Each runs in its own session, so a stop signal reaches it only
+# through the runner, which forwards it to the child's process group and waits while the
+# child checkpoints: stopping the runner by its PID (kill, Slurm) stops its runs too.
+LIVE: set = set()
+STOPPING = threading.Event()                    # set once a stop is forwarded: start no more
+
+
+def start(argv, **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    LIVE.add(proc)
+    return proc
+
+
+def forward_stop(signum: int):
+    """Send signum to every running child's process group; start no new run."""
+    STOPPING.set()
+    for proc in list(LIVE):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def wait_child(proc: subprocess.Popen) -> int:
+    """The child's exit status. A stop signal meanwhile (Stopped in this thread) is
+    forwarded to it, and the child is waited for before the stop goes on."""
+    try:
+        return proc.wait()
+    except KeyboardInterrupt as stop:
+        forward_stop(getattr(stop, "signum", signal.SIGINT))
+        proc.wait()
+        raise
+    finally:
+        LIVE.discard(proc)
 
 
 def execute(run: Run, threads=None, root: Path = ROOT, python=sys.executable) -> bool:
     """Run one command in `root`; True when its result is there afterwards."""
+    if STOPPING.is_set():
+        return False
     for folder in run.folders():
         (root / folder).mkdir(parents=True, exist_ok=True)
     resume = bool(run.checkpoint) and not run.stdout and (root / run.checkpoint).exists()
@@ -49,15 +88,15 @@ def execute(run: Run, threads=None, root: Path = ROOT, python=sys.executable) ->
             if rc == 0:
                 part.replace(root / run.out)
         else:
-            rc = subprocess.run(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            rc = wait_child(start(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT))
     ok = rc == 0 and done(run, root)
     how = "resumed, " if resume else ""
     if ok:
-        print(f"{run.name}: ok ({how}{time.time() - t0:.0f} s)", flush=True)
+        ff.say(f"{run.name}: ok ({how}{time.time() - t0:.0f} s)")
     else:
         tail = (root / run.log).read_text().strip().splitlines()[-1:] or ["no output"]
-        print(f"{run.name}: FAILED, exit {rc} ({how}{time.time() - t0:.0f} s): "
-              f"{tail[0]} (log: {run.log})", flush=True)
+        ff.say(f"{run.name}: {'stopped' if STOPPING.is_set() else 'FAILED'}, exit {rc} "
+               f"({how}{time.time() - t0:.0f} s): {tail[0]} (log: {run.log})")
     return ok
 
 
@@ -68,8 +107,8 @@ def run_to(argv, root, env, out, err, stop_after_epoch=None) -> int:
     # a run that must stop gets Ctrl-C's default handling even when the runner itself was
     # started with SIGINT ignored (a background job): else the signal would be lost
     preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if stop_after_epoch else None
-    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                            preexec_fn=preexec)
+    proc = start(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                 preexec_fn=preexec)
     stop = re.compile(rf"epoch\s+{stop_after_epoch}/") if stop_after_epoch else None
     stopped = False
     for line in proc.stdout:
@@ -77,7 +116,7 @@ def run_to(argv, root, env, out, err, stop_after_epoch=None) -> int:
         if stop and not stopped and stop.match(line):
             proc.send_signal(signal.SIGINT)
             stopped = True
-    rc = proc.wait()
+    rc = wait_child(proc)
     return 0 if stopped and rc == 130 else rc
 
 
@@ -88,7 +127,12 @@ def run_all(todo: list, jobs=1, threads=None, root: Path = ROOT) -> bool:
     if together:
         blas = threads or (1 if jobs == 2 else None)
         with ThreadPoolExecutor(jobs) as pool:
-            ok = all(list(pool.map(lambda r: execute(r, blas, root), together)))
+            try:
+                ok = all(list(pool.map(lambda r: execute(r, blas, root), together)))
+            except KeyboardInterrupt as stop:        # the workers' children: forward, then wait
+                pool.shutdown(wait=False, cancel_futures=True)
+                forward_stop(getattr(stop, "signum", signal.SIGINT))
+                raise
     for run in todo:
         if run.alone:
             ok = execute(run, threads, root) and ok
@@ -223,17 +267,10 @@ def run_one(run: Run, threads=None, root: Path = ROOT) -> int:
     if why:
         print(f"{run.name}: {why}", flush=True)
         return 0
-    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         return 0 if execute(run, threads, root) else 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:                                         # also on a stop (Stopped): the lock goes
         release(lock, me)
-
-
-def terminated(signum, frame):
-    """SIGTERM (parallel's or Slurm's way to stop a job) as Ctrl-C: the lock still goes."""
-    raise KeyboardInterrupt
 
 
 def release(lock: Path, me: dict):

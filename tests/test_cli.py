@@ -80,7 +80,7 @@ def test_help_states_defaults(capsys):
     for flag in ("--save", "--metrics", "--checkpoint", "--resume", "--data-dir", "--quiet"):
         assert flag in out
     assert "learning rate (default: 0.003)" in out
-    assert "(default: [784, 500, 500])" in out
+    assert "(default: 784,500,500)" in out
 
 
 def test_recipe_sets_defaults_and_explicit_flags_win():

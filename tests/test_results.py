@@ -181,7 +181,10 @@ def test_runner_runs_resumes_and_stops(tmp_path, monkeypatch):
             "--eval-subset", "200", "--seed", "0")
     a = run.Run("g", "a", "results/g/a_s0.json", (run.TRAIN, *tiny), "runs/g/a_s0.ckpt.npz")
     b = run.Run("g", "b", "results/g/b_s0.json", (run.TRAIN, "--recipe", "hinton", *tiny))
-    stop = run.Run("g", "stop", "results/stop.log", (run.TRAIN, *tiny, "--n-epochs", "3"),
+    # epochs of a second or so: the runner's Ctrl-C after epoch 1's line lands in epoch 2
+    stop = run.Run("g", "stop", "results/stop.log", (run.TRAIN, *tiny, "--n-epochs", "3",
+                                                      "--train-subset", "20000", "--layer-sizes",
+                                                      "784,300,300"),
                    "runs/g/stop.ckpt.npz", stdout=True, stop_after_epoch=1)
     assert run.run_all([a, b, stop], jobs=2, root=tmp_path)
     first = json.loads((tmp_path / a.out).read_text())

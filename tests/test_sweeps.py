@@ -27,6 +27,7 @@ import ab_epoch  # noqa: E402
 TINY = "--layer-sizes 784,20,20 --n-epochs 1 --train-subset 200 --eval-subset 20 --batch-size 50"
 TINY_GROUP = f"""
 GROUPS["tiny"] = Group(base="{TINY}", checkpoint=True, runs={{"a": ("", (0, 1))}})
+GROUPS["long"] = Group(base="{TINY}", checkpoint=True, runs={{"b": ("--n-epochs 100000", (0,))}})
 RUNS = all_runs() + [Run("slow", "sleep", "results/slow/sleep.json", ("sleep.py",))]
 GROUP_NAMES = tuple(dict.fromkeys(r.group for r in RUNS))
 """
@@ -128,7 +129,7 @@ def test_run_one_leaves_another_hosts_run_alone(root):
 
 
 def test_a_stopped_run_one_removes_its_lock(root):
-    """SIGTERM, as parallel or Slurm stop a job: exit 130 with one line, and no lock left."""
+    """SIGTERM, as parallel or Slurm stop a job: exit 143 with one line, and no lock left."""
     proc = subprocess.Popen([sys.executable, "experiments/run.py", "--run-one", "slow/sleep"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = root / "runs/slow/sleep.lock"
@@ -139,7 +140,7 @@ def test_a_stopped_run_one_removes_its_lock(root):
     assert json.loads(lock.read_text())["pid"] == proc.pid
     proc.terminate()
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and err == "interrupted; runs with a checkpoint resume from it next time\n"
+    assert proc.returncode == 143 and err == "stopped by SIGTERM; runs with a checkpoint resume from it next time\n"
     assert lock_files(root) == []
 
 
@@ -245,3 +246,29 @@ def test_ab_epoch_old_takes_a_revision_or_a_file(tmp_path):
     assert not Path(old.__file__).exists()                      # the temporary copy is gone
     shutil.copy(ROOT / "ff_label_in_input.py", tmp_path / "ff_copy.py")
     assert callable(ab_epoch.old_module(p, str(tmp_path / "ff_copy.py")).train_epoch)
+
+
+@pytest.mark.skipif(real_mnist_dir() is None, reason="needs the real MNIST files (HINTON_MNIST_DIR)")
+@pytest.mark.parametrize("signum, code", [(15, 143), (2, 130)])
+def test_stopping_the_runner_by_its_pid_stops_its_run(root, signum, code):
+    """kill PID (SIGTERM) or SIGINT to the runner alone: the runner forwards it to its
+    run's process group and waits while the run checkpoints; then both have ended."""
+    import signal
+    env = {**os.environ, "HINTON_MNIST_DIR": str(real_mnist_dir()), "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "experiments/run.py", "--only", "long/b_s0"], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    ckpt = root / "runs/long/b_s0.ckpt.npz"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+    os.kill(proc.pid, signum)                          # the runner's PID only, not its group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, out + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    log = (root / "runs/long/b_s0.log").read_text()
+    assert f"after epoch" in log and "--resume" in log, log   # the run checkpointed and said so
+    mtime = ckpt.stat().st_mtime
+    time.sleep(3)                                      # nothing goes on writing it: no orphan
+    assert ckpt.stat().st_mtime == mtime and not lock_files(root)

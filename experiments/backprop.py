@@ -65,6 +65,7 @@ class BPConfig:
     smoothing: float = 0.9                                 # sgd: avg = s avg + (1 - s) grad
     weight_cost: float = 0.0                               # sgd: weight decay per unit of lr
     val_split: int = 0                                     # hold out the last N training images
+    schedule: str = "batch"                                # or layer-update; the same weights
 
 
 # ----------------------------------------------------------------------------
@@ -115,9 +116,11 @@ def forward(Wb, x):
         acts.append(np.maximum(z, 0, out=z))                         # ReLU in place
 
 
-def loss_and_grads(Wb, x, y, grad_views):
+def loss_and_grads(Wb, x, y, grad_views, after_layer=None):
     """Mean softmax cross-entropy of a batch and its gradient, written into grad_views
-    (the [dW; db] views of the flat gradient). x (B, D_0), y (B,) ints. Returns a 0-d array."""
+    (the [dW; db] views of the flat gradient). x (B, D_0), y (B,) ints. after_layer(l), if
+    given, runs as soon as layer l's gradient is written and W_l has served the backward
+    pass below it. Returns a 0-d array."""
     acts, logits = forward(Wb, x)
     B = len(x)
     z = logits - np.max(logits, axis=1, keepdims=True)               # (B, 10), max 0: exp is safe
@@ -135,6 +138,8 @@ def loss_and_grads(Wb, x, y, grad_views):
         if l:
             dh = dz @ Wb[l][:-1].T                                   # (B, D_l)
             dz = np.multiply(dh, acts[l] > 0, out=dh)                # through the ReLU
+        if after_layer:
+            after_layer(l)
     return loss
 
 
@@ -148,11 +153,20 @@ def layer_parts(sizes, lr: float) -> list:
     return parts
 
 
-def backprop_step(state: BPState, x, y, lr: float, grads):
+def backprop_step(state: BPState, x, y, lr: float, grads, schedule="batch"):
     """One minibatch: forward, backward, optimiser update in place. x (B, 784), y (B,)
-    ints, both arrays of params' kind; grads: scratch like params. Returns the loss (0-d)."""
-    loss = loss_and_grads(state.Wb, x, y, ff.layer_views(grads, state.sizes))
+    ints, both arrays of params' kind; grads: scratch like params. schedule batch: every
+    gradient, then one optimiser pass; layer-update: each layer updated as soon as the
+    backward pass has its gradient and no longer needs its weights (as an optimiser hook in
+    backward does), the same weights. Returns the loss (0-d)."""
     parts = layer_parts(state.sizes, lr)
+    if schedule == "layer-update":
+        t = state.opt.t + 1
+
+        def update(l):
+            state.opt.step(state.params, grads, [parts[l]], t)      # SGD overwrites grads
+        return loss_and_grads(state.Wb, x, y, ff.layer_views(grads, state.sizes), update)
+    loss = loss_and_grads(state.Wb, x, y, ff.layer_views(grads, state.sizes))
     state.opt.step(state.params, grads, parts)                      # SGD overwrites grads
     return loss
 
@@ -171,7 +185,7 @@ def train_epoch(state: BPState, cfg: BPConfig, x, y) -> float:
     for i in range(n_batches):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         lr = ff.lr_at(cfg, state.epoch * n_batches + i, n_batches * cfg.n_epochs)
-        loss_sum += backprop_step(state, x[idx], y[idx], lr, grads)
+        loss_sum += backprop_step(state, x[idx], y[idx], lr, grads, cfg.schedule)
     state.epoch += 1
     return float(loss_sum) / n_batches
 
@@ -235,7 +249,9 @@ def load_checkpoint(path, cfg: BPConfig):
     # a field added after the checkpoint was written reads as its default
     saved = {**dataclasses.asdict(BPConfig()), **json.loads(str(data["config"]))}
     current = dataclasses.asdict(cfg)
-    problem = ff.resume_problem(path, saved, current, tuple(current), int(data["epoch"]))
+    same_weights = ("schedule",)                         # settings that leave the weights as they are
+    problem = ff.resume_problem(path, saved, current, tuple(k for k in current if k not in same_weights),
+                                int(data["epoch"]))
     if problem:
         raise CheckpointError(problem)
     state = init_state(cfg)
@@ -280,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default=d.optimizer,
                    help="adam (ff.Adam), or sgd: SGD on smoothed gradients with weight cost (ff.SmoothedSGD)")
     p.add_argument("--lr", type=ff.positive_float, default=d.lr, help="learning rate")
+    p.add_argument("--schedule", choices=("batch", "layer-update"), default=d.schedule,
+                   help="batch: every gradient, then one optimiser pass; layer-update: each layer "
+                        "updated as soon as backward has its gradient (the same weights)")
     p.add_argument("--lr-schedule", choices=("constant", "cooldown"), default=d.lr_schedule,
                    help="constant, or cooldown: constant for half the steps, then linear to 0")
     p.add_argument("--smoothing", type=ff.bounded(float, 0.0, 0.999), default=d.smoothing,

@@ -71,6 +71,25 @@ def test_steps_reduce_the_loss_on_a_tiny_batch(optimizer):
     assert float(losses[-1]) < 0.5 * float(losses[0])
 
 
+@pytest.mark.parametrize("optimizer, weight_cost", [("adam", 0.0), ("sgd", 0.001)])
+def test_layer_update_gives_the_weights_of_batch_order(optimizer, weight_cost):
+    """Each layer updated as soon as backward has its gradient (and its weights have served
+    the layer below) is batch order's computation in another order: the same bits."""
+    x = np.random.default_rng(2).random((70, 784), dtype=np.float32)        # a short last batch
+    y = np.arange(70) % 10
+    params = {}
+    for schedule in ("batch", "layer-update"):
+        cfg = bp.BPConfig(layer_sizes=[784, 24, 16, 12], batch_size=16, optimizer=optimizer,
+                          lr=0.003 if optimizer == "adam" else 0.1, weight_cost=weight_cost,
+                          schedule=schedule, n_epochs=2, lr_schedule="cooldown")
+        state = bp.init_state(cfg)
+        losses = [bp.train_epoch(state, cfg, x, y) for _ in range(2)]
+        params[schedule] = (state.params.copy(), losses)
+    assert np.abs(params["batch"][0] - bp.init_state(cfg).params).max() > 1e-3     # it learned
+    np.testing.assert_array_equal(params["batch"][0], params["layer-update"][0])
+    assert params["batch"][1] == params["layer-update"][1]
+
+
 def test_same_seed_same_weights():
     def run(seed):
         cfg = bp.BPConfig(seed=seed, layer_sizes=[784, 16, 12], batch_size=8)

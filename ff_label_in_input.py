@@ -87,9 +87,10 @@ READOUTS = ("all", "first", "skip-first", "softmax")
 # Config: one field per CLI flag; the recipes below set their defaults.
 # ----------------------------------------------------------------------------
 
-def option(default, help, eval_only=False, **argparse_kwargs):
-    """A Config field with its --help text; eval_only fields never change what is learned."""
-    meta = {"help": help, "eval_only": eval_only, **argparse_kwargs}
+def option(default, help, same_weights=False, **argparse_kwargs):
+    """A Config field with its --help text; same_weights fields leave the learned weights as
+    they are (how a run is scheduled, placed or scored)."""
+    meta = {"help": help, "same_weights": same_weights, **argparse_kwargs}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -115,8 +116,8 @@ class Config:
                            "own gradient; layer-major: layer 0 takes --group-batches batches, "
                            "then layer 1 their stored outputs, and so on (uniform or hard-first "
                            "negatives, no head). All three give the same weights",
-                           eval_only=True, choices=("batch", "layer-update", "layer-major"))
-    group_batches: int = option(8, "layer-major: batches per group", eval_only=True)
+                           same_weights=True, choices=("batch", "layer-update", "layer-major"))
+    group_batches: int = option(8, "layer-major: batches per group", same_weights=True)
     optimizer: str = option("adam", "adam, or sgd: SGD on gradients smoothed over minibatches "
                             "(avg = s avg + (1 - s) grad) with weight cost", choices=("adam", "sgd"))
     lr: float = option(0.003, "learning rate")
@@ -156,14 +157,14 @@ class Config:
     val_split: int = option(0, "hold out the last N training images and evaluate on them "
                             "instead of the test set (for tuning)", metavar="N")
     device: str = option("cpu", "cpu (NumPy), or cuda: the same code on an NVIDIA GPU through "
-                         "CuPy (pip install cupy-cuda12x)", eval_only=True, choices=("cpu", "cuda"))
+                         "CuPy (pip install cupy-cuda12x)", same_weights=True, choices=("cpu", "cuda"))
     eval_subset: int = option(2000, "training and test images scored after every epoch",
-                              eval_only=True)
-    full_test: bool = option(False, "final report on all 10000 test images", eval_only=True)
+                              same_weights=True)
+    full_test: bool = option(False, "final report on all 10000 test images", same_weights=True)
     # DEVIATION (baseline recipe, sec. 3.3): the headline sums every layer's goodness; the
     # paper skips the first (skip-first, the hinton recipe's). All read-outs are reported.
     predict_mode: str = option("all", "read-out of the headline: goodness of all layers, the "
-                               "first, all but the first, or the softmax head", eval_only=True,
+                               "first, all but the first, or the softmax head", same_weights=True,
                                choices=READOUTS)
 
 
@@ -181,7 +182,7 @@ RECIPES = {
                "head_weight_cost": 0.003, "predict_mode": "skip-first"},
 }
 # A checkpoint continues only a run whose training fields match (n_epochs may grow).
-TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["eval_only"])
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if not f.metadata["same_weights"])
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The prepared GPU check, for a session lent a device machine (its `run` verb): the GPU tests,
-# the CuPy stand-in tests, the CUDA benchmark, the headline and two epochs of Hinton's 4 x 2000.
-# Here, once:  echo /.mnist/ >> .git/info/exclude; cp -r ../shared/mnist .mnist
-# Then:        run(command="bash benchmarks/gpu_check.sh", carry=[".mnist"], timeout_s=540)
-# It writes its logs and JSON under $OUT (or ./gpu_out when $OUT is unset).
+# The GPU check, on a machine with an NVIDIA GPU and CuPy (pip install cupy-cuda12x): the
+# GPU tests, the CuPy stand-in tests, the CUDA benchmark, the headline and two epochs of
+# Hinton's 4 x 2000. MNIST is read from $HINTON_MNIST_DIR (default: ./.mnist); logs and
+# JSON go under $OUT (default: ./gpu_out).
+#     HINTON_MNIST_DIR=~/mnist bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_out}"; mkdir -p "$OUT"
-export HINTON_MNIST_DIR="$PWD/.mnist" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export HINTON_MNIST_DIR="${HINTON_MNIST_DIR:-$PWD/.mnist}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" | tee -a "$OUT/gpu.txt"
 python3 -m pytest -q -rs tests/test_gpu.py tests/test_device.py tests/test_numerics.py 2>&1 | tee "$OUT/tests.log"

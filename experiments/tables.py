@@ -25,8 +25,8 @@ import ff_label_in_input as ff  # noqa: E402
 # ----------------------------------------------------------------------------
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ff.Config))
-EVAL_ONLY = tuple(f.name for f in dataclasses.fields(ff.Config) if f.metadata["eval_only"])
-SETUP = ("recipe", "seed", "n_epochs", "layer_sizes", "train_subset", "val_split") + EVAL_ONLY
+SAME_WEIGHTS = tuple(f.name for f in dataclasses.fields(ff.Config) if f.metadata["same_weights"])
+SETUP = ("recipe", "seed", "n_epochs", "layer_sizes", "train_subset", "val_split") + SAME_WEIGHTS
 
 
 def recipe_defaults(recipe: str) -> dict:
@@ -236,7 +236,7 @@ def hinton_table():
             continue
         cfg = ms[0]["config"]
         flags = changed_flags(cfg, recipe_defaults(cfg["recipe"]),
-                              SETUP[:3] + ("layer_sizes", "val_split") + EVAL_ONLY)
+                              SETUP[:3] + ("layer_sizes", "val_split") + SAME_WEIGHTS)
         lines.append(f"| `{entry}` | {hidden(cfg['layer_sizes'])} | {cfg['n_epochs']} | "
                      f"{f'`{flags}`' if flags else ''} | {ms[0]['evaluated_on']} "
                      f"({ms[0]['test_total']}) | {', '.join(str(m['config']['seed']) for m in ms)} | "

@@ -16,6 +16,25 @@ sys.path.insert(0, str(ROOT))
 
 import ff_label_in_input as ff  # noqa: E402
 
+# One table of flag sets that between them reach every recipe, negatives policy, step form,
+# schedule, jitter and peer gate; the device, resume and schedule tests all run it.
+VARIANTS = {
+    "baseline": [],
+    "hard": ["--neg-sampling", "hard"],
+    "hard-first, sgd, cooldown": ["--neg-sampling", "hard-first", "--optimizer", "sgd", "--lr", "0.01",
+                                  "--lr-schedule", "cooldown"],
+    "jitter, gated peer": ["--jitter", "2", "--peer-norm", "0.03"],
+    "hinton": ["--recipe", "hinton"],
+    "hinton, jitter": ["--recipe", "hinton", "--jitter", "1"],
+    "plain step": ["--step", "plain", "--neg-sampling", "hard"],
+    "hinton, plain step": ["--recipe", "hinton", "--step", "plain"],
+    "hinton, layer-update": ["--recipe", "hinton", "--schedule", "layer-update"],
+    "layer-major": ["--schedule", "layer-major", "--group-batches", "3", "--neg-sampling", "hard-first"],
+    "everything": ["--lr-schedule", "cooldown", "--neg-sampling", "hard", "--peer-norm", "0.03",
+                   "--jitter", "--deep-lr-scale", "0.5", "--logit-scale", "D", "--threshold", "1",
+                   "--predict-mode", "skip-first"],
+}
+
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """IDX encoding of a uint8 array (magic 0x0801 + ndim, big-endian dims)."""

@@ -5,23 +5,10 @@ no host-to-device copy inside a training step. The real-GPU tests are in test_gp
 import numpy as np
 import pytest
 
-from conftest import ff
+from conftest import VARIANTS, ff
 from device_standin import FUNCTIONS, METHODS, UFUNCS, DeviceArray, StrictDevice
 
 SIZES = ["--layer-sizes", "784,40,30,20", "--batch-size", "50", "--n-epochs", "2", "--quiet"]
-VARIANTS = {
-    "baseline": [],
-    "hard": ["--neg-sampling", "hard"],
-    "hard-first, sgd, cooldown": ["--neg-sampling", "hard-first", "--optimizer", "sgd", "--lr", "0.01",
-                                  "--lr-schedule", "cooldown"],
-    "jitter, gated peer": ["--jitter", "2", "--peer-norm", "0.03"],
-    "hinton": ["--recipe", "hinton"],
-    "hinton, jitter": ["--recipe", "hinton", "--jitter", "1"],
-    "plain step": ["--step", "plain", "--neg-sampling", "hard"],
-    "hinton, plain step": ["--recipe", "hinton", "--step", "plain"],
-    "hinton, layer-update": ["--recipe", "hinton", "--schedule", "layer-update"],
-    "layer-major": ["--schedule", "layer-major", "--group-batches", "3", "--neg-sampling", "hard-first"],
-}
 
 
 def data(n=310, seed=0):

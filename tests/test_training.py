@@ -10,18 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, ff
+from conftest import ROOT, VARIANTS, ff
 
 FLAGS = ["--n-epochs", "3", "--layer-sizes", "784,40,30,20", "--batch-size", "32",
          "--eval-subset", "50", "--quiet"]
-VARIANTS = {
-    "baseline": [],
-    "everything": ["--lr-schedule", "cooldown", "--neg-sampling", "hard", "--peer-norm", "0.03",
-                   "--jitter", "--deep-lr-scale", "0.5"],
-    "hard-first": ["--neg-sampling", "hard-first", "--logit-scale", "D", "--threshold", "1",
-                   "--predict-mode", "skip-first"],
-    "hinton": ["--recipe", "hinton", "--jitter", "1"],
-}
 
 
 def train_cli(fake_mnist, argv):

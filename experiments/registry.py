@@ -262,6 +262,10 @@ def training_runs(group: str, spec: Group):
 
 def other_runs():
     """Results that are not one training run's metrics."""
+    # The 500-epoch 3 x 1000 run's curve so far, from its checkpoint (a session ended first).
+    partial = "results/partial/jitter1_3x1000_500ep_s0.json"
+    yield Run("partial", "jitter1_3x1000_500ep_s0", partial,
+              ("experiments/partial_curve.py", "runs/hinton/jitter1_3x1000_500ep_s0.ckpt.npz", "--json", partial))
     attempt = "results/paper_attempt1_no_deep_lr_scale.log"
     # The first paper-scale attempt, without --deep-lr-scale; stopped after epoch 8, when
     # its deep layers had died (its output is the result).
@@ -314,7 +318,7 @@ def other_runs():
 
 def all_runs() -> list:
     runs = [r for g, spec in GROUPS.items() for r in training_runs(g, spec)] + list(other_runs())
-    order = list(GROUPS) + ["dead_units", "bench", "backprop", "data_movement"]
+    order = list(GROUPS) + ["partial", "dead_units", "bench", "backprop", "data_movement"]
     return sorted(runs, key=lambda r: order.index(r.group))      # stable: entry order kept
 
 

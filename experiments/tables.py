@@ -461,16 +461,10 @@ def data_movement_test_table():
 
 
 def summary_table():
-    """The README's results at a glance, each row from its JSON, linking to its section."""
+    """The README's results at a glance, each row from its JSON, linking to its section:
+    the paper-scale rows first, then the headline, the 500-epoch runs, backprop, speed and
+    data movement."""
     rows = []
-    (head,) = [read_json(p) for p in existing("headline")]
-    rows.append(("784-500-500, 30 epochs, the baseline recipe (headline)",
-                 f"{100 * head['test_accuracy']:.2f}% test accuracy, seed 0", "#headline-run"))
-    best = load("best_2x500")
-    if best:
-        rows.append(("best 784-500-500 in 30 epochs (`--logit-scale D --threshold 1 --lr-schedule cooldown`)",
-                     f"{mean_std([m['test_accuracy'] for m in best])}% test accuracy, seeds 0-2",
-                     "RESULTS.md#5-the-best-784-500-500-in-30-epochs"))
     for group, entry in paper_scale_entries():
         ms = load(entry, group)
         cfg = ms[0]["config"]
@@ -481,20 +475,42 @@ def summary_table():
                      f"{error_pct([m['prediction_modes'][mode] for m in ms])}% test error, `{mode}` "
                      f"read-out, seed{'s' if len(ms) > 1 else ''} {', '.join(str(m['config']['seed']) for m in ms)}",
                      "#paper-scale"))
+    (head,) = [read_json(p) for p in existing("headline")]
+    rows.append(("784-500-500, 30 epochs, the baseline recipe (headline)",
+                 f"{100 * head['test_accuracy']:.2f}% test accuracy, seed 0", "#headline-run"))
+    best = load("best_2x500")
+    if best:
+        rows.append(("best 784-500-500 in 30 epochs (`--logit-scale D --threshold 1 --lr-schedule cooldown`)",
+                     f"{mean_std([m['test_accuracy'] for m in best])}% test accuracy, seeds 0-2",
+                     "RESULTS.md#5-the-best-784-500-500-in-30-epochs"))
+    long_runs = [(entry, load(entry, "jitter_500")) for entry in JITTER_500_ENTRIES]
+    long_runs = [(entry, ms[0]) for entry, ms in long_runs if ms]
+    if long_runs:
+        rows.append(("784-500-500, 500 epochs, with and without jitter (`jitter_500/*`)",
+                     "; ".join(f"{entry} {100 * (1 - m['prediction_modes'][m['predict_mode']]):.2f}%"
+                               for entry, m in long_runs) + " test error, seed 0",
+                     "RESULTS.md#4-jitter-500-epochs"))
+    groups = {}
+    for path in finished_backprop():
+        b = read_json(path)
+        cfg = b["config"]
+        key = (tuple(cfg["layer_sizes"]), len(b["history"]["test_error"]), cfg["optimizer"], cfg["lr_schedule"])
+        groups.setdefault(key, []).append(b)
+    for (sizes, n_epochs, optimizer, schedule), bs in groups.items():
+        label, ff_err, _, _ = ff_reference(list(sizes))
+        reached = [next((i + 1 for i, e in enumerate(b["history"]["test_error"]) if e <= ff_err + 1e-9), None)
+                   for b in bs]
+        seeds = ", ".join(str(b["config"]["seed"]) for b in bs)
+        when = ("first reached in epoch " + " / ".join(str(r) if r else "never" for r in reached)
+                if any(reached) else "not reached")
+        rows.append((f"backprop baseline, {hidden(list(sizes))}, {n_epochs} epochs ({optimizer}, {schedule} lr)",
+                     f"{mean_std([b['history']['test_error'][-1] for b in bs], scale=1)}% test error, "
+                     f"seed{'s' if len(bs) > 1 else ''} {seeds}; FF's {ff_err:.2f}% {when}",
+                     "#does-ff-move-less-data-than-backprop"))
     for b in sorted((read_json(p) for p in existing("bench") if Path(p).name.startswith("bench_")), key=lambda b: ff.n_params(b["layer_sizes"])):
         rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",
                      f"{b['ratio_module_over_floor']:.2f}x this machine's floor, "
                      f"{b['ratio_reference_over_module']:.2f}x faster than plain NumPy", "#performance"))
-    for path in finished_backprop():
-        b = read_json(path)
-        cfg, errs = b["config"], b["history"]["test_error"]
-        label, ff_err, _, _ = ff_reference(cfg["layer_sizes"])
-        reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
-        rows.append((f"backprop baseline, {hidden(cfg['layer_sizes'])}, {len(errs)} epochs ({cfg['optimizer']}, "
-                     f"{cfg['lr_schedule']} lr)",
-                     f"{errs[-1]:.2f}% test error (best {min(errs):.2f}%); FF's {ff_err:.2f}% "
-                     + (f"first reached in epoch {reached}" if reached else "not reached"),
-                     "#does-ff-move-less-data-than-backprop"))
     main = dm_points("main")
     if main:
         ratios = [p["ff_over_bp"] for p in main]
@@ -505,6 +521,34 @@ def summary_table():
                      "#does-ff-move-less-data-than-backprop"))
     lines = ["| what | result | details |", "|---|---|---|"]
     lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]
+    return "\n".join(lines)
+
+
+JITTER_500_ENTRIES = ("baseline", "baseline_jitter2", "hinton", "hinton_jitter1")
+JITTER_500_EPOCHS = (30, 100, 250, 500)
+
+
+def jitter_500_table():
+    """results/jitter_500/*.json: 784-500-500 for 500 epochs, both recipes, with and without
+    jitter: the final test error of every read-out (10,000 images), and along the way the
+    headline read-out's accuracy on the 2,000 scored training images and error on the first
+    2,000 test images, and the dead units."""
+    at = " / ".join(map(str, JITTER_500_EPOCHS))
+    lines = [f"| run | recipe, jitter | read-out | test error, 10K (%) | every read-out (%) | scored train "
+             f"acc. (%) at epoch {at} | test error, 2K (%) at epoch {at} | dead units per layer at epoch "
+             f"{at} | train h |", "|---" * 9 + "|"]
+    for entry in JITTER_500_ENTRIES:
+        for m in load(entry, "jitter_500"):
+            cfg, h = m["config"], m["history"]
+            mode = m["predict_mode"]
+            idx = [e - 1 for e in JITTER_500_EPOCHS if e <= len(h["epoch"])]
+            modes = ", ".join(f"{k} {100 * (1 - v):.2f}" for k, v in m["prediction_modes"].items())
+            lines.append(f"| `jitter_500/{entry}` | {cfg['recipe']}, {cfg['jitter'] or 'none'} | `{mode}` | "
+                         f"{100 * (1 - m['prediction_modes'][mode]):.2f} | {modes} | "
+                         + " / ".join(f"{100 * h['train_acc'][i]:.2f}" for i in idx) + " | "
+                         + " / ".join(f"{100 * (1 - h['test_acc'][i]):.2f}" for i in idx) + " | "
+                         + " / ".join("-".join(map(str, h["dead_units"][i])) for i in idx)
+                         + f" | {m['train_seconds'] / 3600:.2f} |")
     return "\n".join(lines)
 
 
@@ -520,6 +564,7 @@ TABLES = {
     "paper_scale": (paper_scale_table, lambda: [r.out for g, e in paper_scale_entries()
                                                 for r in runs_of(g, e) if done(r)]),
     "hinton": (hinton_table, lambda: existing("hinton")),
+    "jitter_500": (jitter_500_table, lambda: existing("jitter_500")),
     "ablation": (ablation_table, lambda: existing("ablation")),
     "bench": (bench_table, lambda: [p for p in existing("bench") if Path(p).name.startswith("bench_")]),
     "ab": (ab_table, lambda: [p for p in existing("bench") if not Path(p).name.startswith("bench_")]),

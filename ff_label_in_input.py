@@ -443,9 +443,10 @@ def ff_grads_plain(net: Net, x_pos, x_neg, rule: Rule, peer_means=None):
 
 def neutral_features(net: Net, x: np.ndarray | None = None, z0: np.ndarray | None = None):
     """Normalised activities of layers 1.. for x (B, 784) carrying the neutral label, or
-    from layer 0's neutral pre-activation z0 (B, D_1). (B, F)"""
-    _, hs = forward(net, x, z0)
-    return np.concatenate([rms_normalize(h) for h in hs[1:]], axis=1)
+    from layer 0's neutral pre-activation z0 (B, D_1). forward has normalised each layer
+    but the last already, as the next layer's input. (B, F)"""
+    xs, hs = forward(net, x, z0)
+    return np.concatenate([*xs[2:], rms_normalize(hs[-1])], axis=1)
 
 
 def head_loss_and_grad(head, feats, y):
@@ -1087,16 +1088,18 @@ def epoch_line(epoch, n_epochs, history, held_out="test"):
 PREDICT_CHUNK = 1000     # images per chunk (x 10 candidate labels)
 
 
-def label_goodness(net: Net, x: np.ndarray, layers=None) -> np.ndarray:
+def label_goodness(net: Net, x: np.ndarray, layers=None, chunk_size=None) -> np.ndarray:
     """Goodness sum(h^2) of every layer for every candidate label. (N, 784) -> (N, 10, L)
 
     With `layers`, only the layers up to the last one named are computed, and the
     result holds just those layers, in order. x is a host array; so is the result.
+    chunk_size: images per pass (default PREDICT_CHUNK).
     """
     depth = len(net.Wb) if layers is None else max(layers) + 1
     out = np.empty((len(x), N_CLASSES, depth), DTYPE)
-    for c in range(0, len(x), PREDICT_CHUNK):
-        chunk = np.asarray(x[c:c + PREDICT_CHUNK], like=net.params)      # to the net's device
+    step = chunk_size or PREDICT_CHUNK
+    for c in range(0, len(x), step):
+        chunk = np.asarray(x[c:c + step], like=net.params)              # to the net's device
         out[c:c + len(chunk)] = to_host(candidate_goodness(net, encode(net, chunk), depth))
     return out if layers is None else out[:, :, layers]
 
@@ -1116,11 +1119,12 @@ def readout_goodness(net: Net, x: np.ndarray, mode: str) -> np.ndarray:
     return label_goodness(net, x, layers).sum(axis=2) / DTYPE(units)
 
 
-def head_logits(net: Net, x: np.ndarray) -> np.ndarray:
+def head_logits(net: Net, x: np.ndarray, chunk_size=None) -> np.ndarray:
     """The softmax head's logits, from a neutral-label pass. (N, 784) -> (N, 10)"""
     out = np.empty((len(x), N_CLASSES), DTYPE)
-    for c in range(0, len(x), PREDICT_CHUNK):
-        chunk = np.asarray(embed_neutral_label(x[c:c + PREDICT_CHUNK]), like=net.params)
+    step = chunk_size or PREDICT_CHUNK
+    for c in range(0, len(x), step):
+        chunk = np.asarray(embed_neutral_label(x[c:c + step]), like=net.params)
         out[c:c + len(chunk)] = to_host(neutral_features(net, chunk) @ net.head)
     return out
 

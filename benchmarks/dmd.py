@@ -22,8 +22,10 @@ A trace is a list of Event(op, reads, writes, meta):
           B (K, N) are its first two reads).
 A block's key is (buffer id, version): a write makes a new version, so a key is written
 once and read any number of times after. A write's nbytes is the block's size; a read's
-nbytes may be smaller (a view reads part of a block): it is priced as that many bytes
-from the block's top, and the whole block moves. A "load" event (writes, no reads) puts
+nbytes may be smaller (a view reads part of a block): a block's bytes lie in address
+order from its top down, so a read of nbytes at offset o (Event.offsets) is priced at
+depths d0 + o + 1 .. d0 + o + nbytes, and the whole block moves. (A chunked pass over a
+block then costs what one read of it costs, as in the element model.) A "load" event (writes, no reads) puts
 inputs on the stack; an event with reads and no writes (e.g. "to_host") only reads.
 `tags` map a key to (kind, layer), e.g. ("weights", 0); the recorder makes them.
 
@@ -47,11 +49,13 @@ from typing import NamedTuple
 
 
 class Event(NamedTuple):
-    """One operation: the blocks (key, nbytes) it reads and writes; see the module docstring."""
+    """One operation: the blocks (key, nbytes) it reads and writes; see the module docstring.
+    offsets: for each read, where its bytes start inside the block (empty: all at 0)."""
     op: str
     reads: tuple = ()
     writes: tuple = ()
     meta: dict | None = None
+    offsets: tuple = ()
 
 
 # ----------------------------------------------------------------------------
@@ -232,6 +236,11 @@ class Priced:
     live_bytes: list
 
 
+def at(ev: Event, j: int) -> int:
+    """Where read j of ev starts inside its block."""
+    return ev.offsets[j] if ev.offsets else 0
+
+
 def price_events(trace, live_out=(), tile=None, tile_from=0) -> Priced:
     """Run the trace on an LRU stack; see the module docstring for the rules. With tile,
     GEMMs from event tile_from on are tiled (the stack after a GEMM is the same in both
@@ -248,11 +257,12 @@ def price_events(trace, live_out=(), tile=None, tile_from=0) -> Priced:
             ca, cb, cc = tiled_gemm_cost(depth[ev.reads[0][0]], depth[ev.reads[1][0]],
                                          m["M"], m["K"], m["N"], m["itemsize"], tile)
             paid = [(ev.reads[0][0], ca), (ev.reads[1][0], cb)]
-            paid += [(key, block_cost(depth[key], nb)) for key, nb in ev.reads[2:]]
+            paid += [(key, block_cost(depth[key] + at(ev, j), nb))
+                     for j, (key, nb) in enumerate(ev.reads[2:], 2)]
             if ev.writes:
                 paid.append((ev.writes[0][0], cc))
         else:
-            paid = [(key, block_cost(depth[key], nb)) for key, nb in ev.reads]
+            paid = [(key, block_cost(depth[key] + at(ev, j), nb)) for j, (key, nb) in enumerate(ev.reads)]
         read_costs.append(paid)
         depths.append([depth[key] for key, _ in ev.reads])
         unique = list(depth)                                         # read order, no repeats
@@ -327,22 +337,29 @@ def price(trace, tags=None, live_out=(), tile=None) -> Cost:
 def steady_state(trace, step_starts, tags=None, live_out=(), tile=None):
     """Price a trace of repeated steps (step i starts at event step_starts[i]) and return
     (i, Cost of step i) for the first step that costs the same as the one before it; the
-    first steps differ because the buffers start cold. (None, Cost of the last step) if
-    no two consecutive steps agree. With tile, the step is found under the array model and
-    that pair of steps is priced tiled (and must agree again)."""
+    first steps differ because the buffers start cold. NoSteadyState if no two
+    consecutive steps agree. With tile, the step is found under the array model and that
+    pair of steps is priced tiled (and must agree again)."""
     bounds = list(step_starts) + [len(trace)]
 
     def steps(priced):
         return [summarize(trace, priced, tags, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     array = steps(price_events(trace, live_out))
     i = next((i for i in range(1, len(array)) if array[i].total == array[i - 1].total), None)
+    if i is None:
+        raise NoSteadyState(f"no two consecutive steps of {len(array)} cost the same "
+                            f"({', '.join(str(c.total) for c in array)}); record more steps")
     if tile is None:
-        return i, array[-1 if i is None else i]
-    first = 0 if i is None else i - 1                                # tile the pair that repeats
-    tiled = steps(price_events(trace, live_out, tile, tile_from=bounds[first]))
-    if i is None or tiled[i].total != tiled[i - 1].total:
-        return None, tiled[-1]
+        return i, array[i]
+    tiled = steps(price_events(trace, live_out, tile, tile_from=bounds[i - 1]))   # the pair that repeats
+    if tiled[i].total != tiled[i - 1].total:
+        raise NoSteadyState(f"tiled at T = {tile}, steps {i - 1} and {i} cost {tiled[i - 1].total} "
+                            f"and {tiled[i].total}")
     return i, tiled[i]
+
+
+class NoSteadyState(ValueError):
+    """No step of a trace costs what the one before it cost."""
 
 
 # ----------------------------------------------------------------------------
@@ -455,11 +472,15 @@ def _scalar_keys(x, out):
 
 def element_trace(func, args, itemsize=1):
     """Run func(*args) on traced scalars, as ByteDMD's tracer: the arguments are pushed last
-    to first, each element in order, so the first argument's last element ends on top.
+    to first, each element in order, so the first argument's last element ends on top; an
+    object passed twice is wrapped once, at its last position.
     Returns (trace, live_out = the result's keys, result)."""
     tracer = ElementTracer(itemsize)
-    wrapped = [tracer.wrap(a) for a in reversed(args)][::-1]
-    result = func(*wrapped)
+    by_id = {}                                   # bytedmd.py wraps each object once (by id):
+    for a in reversed(args):                     # the same list passed twice is one set of scalars
+        if id(a) not in by_id:
+            by_id[id(a)] = tracer.wrap(a)
+    result = func(*[by_id[id(a)] for a in args])
     return tracer.trace, _scalar_keys(result, []), result
 
 

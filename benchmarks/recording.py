@@ -92,6 +92,7 @@ class Recorder:
         self.trace, self.tags, self.marks = [], {}, []
         self._buffers = {}          # id(root ndarray) -> Buffer
         self._next_block = 0
+        self.new_kind = ACTIVATIONS  # the kind of a new result ("optimizer" inside its step)
 
     # ---------------------------------------------------------------- buffers and tags
 
@@ -170,8 +171,9 @@ class Recorder:
     # ---------------------------------------------------------------- reads and writes
 
     def _reads(self, a: np.ndarray, nbytes=None) -> list:
-        """[(key, lo, hi, nbytes, block nbytes)] of the blocks a reads (nbytes: a's, or a
-        gather's), a's bytes shared over the blocks in proportion to its overlap."""
+        """[(key, lo, hi, nbytes, block nbytes, offset)] of the blocks a reads (nbytes: a's,
+        or a gather's), a's bytes shared over the blocks in proportion to its overlap;
+        offset: where they start inside the block."""
         if a.nbytes == 0:
             return []
         buf, _ = self._buffer(a)
@@ -180,7 +182,8 @@ class Recorder:
         out = []
         for s in self._overlap(buf, lo, hi):
             share = (min(hi, s.hi) - max(lo, s.lo)) * nbytes // (hi - lo)
-            out.append((s.key, lo, hi, max(1, min(share, s.hi - s.lo)), s.hi - s.lo))
+            out.append((s.key, lo, hi, max(1, min(share, s.hi - s.lo)), s.hi - s.lo,
+                        max(lo, s.lo) - s.lo))
         return out
 
     def _write(self, a: np.ndarray, layer) -> list:
@@ -266,7 +269,7 @@ class Recorder:
                 return r
             if id(r) in by_id and isinstance(by_id[id(r)], RecArray):
                 return by_id[id(r)]
-            buf, new = self._buffer(r, ACTIVATIONS, layer)            # not new: a view
+            buf, new = self._buffer(r, self.new_kind, layer)          # not new: a view
             if new:
                 writes.extend((s.key, s.hi - s.lo) for s in buf.segments)
             else:
@@ -275,8 +278,20 @@ class Recorder:
 
         wrapped = wrap(result)
         if writes or (reads and not views):                          # a view alone moves nothing
-            self.trace.append(Event(op, merge_reads(reads), tuple(writes), meta))
+            merged, offsets = merge_reads(reads)
+            self.trace.append(Event(op, merged, tuple(writes), meta, offsets))
         return wrapped
+
+    def fused(self, op, reads, writes, fn):
+        """One event for a fused kernel: fn() runs on the ndarrays (it computes what the
+        kernel computes), and the event reads the RecArrays `reads` once each and writes
+        new versions of the blocks under `writes`."""
+        fn()
+        raw = [self._reads(x.a) for x in reads]
+        merged, offsets = merge_reads([r for rs in raw for r in rs])
+        layer = self._layer([(k,) for k, _ in merged])
+        out = [w for x in writes for w in self._write(x.a, layer)]
+        self.trace.append(Event(op, merged, tuple(out), None, offsets))
 
     def load(self, fn, args, kwargs):
         """np.asarray(host, like=x) and friends: the result is a "data" block, loaded."""
@@ -288,7 +303,8 @@ class Recorder:
         """Record a read of x by the host; returns x's ndarray."""
         reads = self._reads(x.a)
         if reads:
-            self.trace.append(Event(op, merge_reads(reads)))
+            merged, offsets = merge_reads(reads)
+            self.trace.append(Event(op, merged, offsets=offsets))
         return x.a
 
     def setitem(self, x: "RecArray", idx, value):
@@ -305,18 +321,24 @@ class Recorder:
         x.a[raw_idx] = raw_value
         reads = [r for a in arrays for r in self._reads(a)]
         writes = self._write(region, self._layer(reads))
-        self.trace.append(Event("setitem", merge_reads(reads), tuple(writes)))
+        merged, offsets = merge_reads(reads)
+        self.trace.append(Event("setitem", merged, tuple(writes), offsets=offsets))
 
 
 def merge_reads(reads) -> tuple:
-    """(key, nbytes) per distinct block, in first-read order: the same byte range read
-    twice counts once, different ranges of one block add up (at most the block)."""
-    ranges, size = {}, {}                                            # key -> {(lo, hi): nbytes}
-    for key, lo, hi, nbytes, block_nbytes in reads:
+    """((key, nbytes) per distinct block, in first-read order; and each one's offset inside
+    its block, the lowest of its ranges): the same byte range read twice counts once,
+    different ranges of one block add up (at most the block)."""
+    ranges, size, start = {}, {}, {}                                 # key -> {(lo, hi): nbytes}
+    for key, lo, hi, nbytes, block_nbytes, offset in reads:
         seen = ranges.setdefault(key, {})
         seen[(lo, hi)] = max(nbytes, seen.get((lo, hi), 0))
         size[key] = block_nbytes
-    return tuple((key, min(size[key], sum(r.values()))) for key, r in ranges.items())
+        start[key] = min(offset, start.get(key, offset))
+    keys = list(ranges)
+    merged = tuple((key, min(size[key], sum(ranges[key].values()))) for key in keys)
+    offsets = tuple(min(start[key], size[key] - nb) for key, (_, nb) in zip(keys, merged))
+    return merged, offsets if any(offsets) else ()
 
 
 def _has_recarray(x) -> bool:

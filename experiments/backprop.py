@@ -190,10 +190,11 @@ def train_epoch(state: BPState, cfg: BPConfig, x, y) -> float:
     return float(loss_sum) / n_batches
 
 
-def predict(Wb, x) -> np.ndarray:
-    """Most likely class of each image, EVAL_CHUNK images at a time. (N,)"""
-    return np.concatenate([np.argmax(forward(Wb, x[i:i + EVAL_CHUNK])[1], axis=1)
-                           for i in range(0, len(x), EVAL_CHUNK)])
+def predict(Wb, x, chunk_size=None) -> np.ndarray:
+    """Most likely class of each image, chunk_size (default EVAL_CHUNK) images at a time. (N,)"""
+    step = chunk_size or EVAL_CHUNK
+    return np.concatenate([np.argmax(forward(Wb, x[i:i + step])[1], axis=1)
+                           for i in range(0, len(x), step)])
 
 
 def n_errors(Wb, x, y) -> int:

@@ -71,7 +71,7 @@ def point_config(layer_sizes, batch_size, recipe, schedule, group_batches):
 
 
 def make_step(args):
-    """(step(batches), batches per step) for the point: ff.train_step or bp.backprop_step
+    """(step(batches), batches per step, FF config) for the point: ff.train_step or bp.backprop_step
     on a fresh state, as data_movement.run_ff / run_bp build it."""
     ff_schedule = args.schedule if args.method == "ff" else "batch"
     cfg = point_config(args.layer_sizes, args.batch_size, args.recipe, ff_schedule, args.group_batches)
@@ -94,16 +94,18 @@ def make_step(args):
 
 
 def worker(args):
-    """One warm-up step, then --steps steps; every batch drawn before the first, as many
-    (--draw-steps) in the N run as in the 2N run. Prints the BLAS and SIMD it ran on."""
+    """Prints the BLAS and SIMD it runs on; then one warm-up step and --steps steps, every
+    batch drawn before the first, as many (--draw-steps) in the N run as in the 2N run.
+    Exits at once after the last step: no teardown whose cache state depends on the steps."""
+    from numpy._core._multiarray_umath import __cpu_features__ as simd
+    ff.say(json.dumps({"blas": ff.blas(), "simd": [f for f, on in simd.items() if on]}))
     step, k, cfg = make_step(args)
     rng = np.random.default_rng(args.seed)
     draws = [[dm.random_batch(rng, cfg) for _ in range(k)] for _ in range(1 + args.draw_steps)]
     step(draws[0])                                                   # warm-up
     for d in draws[1:1 + args.steps]:
         step(d)
-    from numpy._core._multiarray_umath import __cpu_features__ as simd
-    print(json.dumps({"blas": ff.blas(), "simd": [f for f, on in simd.items() if on]}))
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- the driver
@@ -115,9 +117,9 @@ def valgrind_args(ll_mb) -> list:
 
 
 def worker_args(args, steps) -> list:
-    """The worker's command line for a run of `steps` steps (sys.executable: a pyenv shim
-    is a shell script, and valgrind would trace the shell)."""
-    return [sys.executable, str(Path(__file__).resolve()), "--worker", "--steps", str(steps),
+    """The worker's command line for a run of `steps` steps, from the repository root
+    (sys.executable: a pyenv shim is a shell script, and valgrind would trace the shell)."""
+    return [sys.executable, "experiments/cachegrind.py", "--worker", "--steps", str(steps),
             "--draw-steps", str(2 * args.steps), "--layer-sizes", ",".join(map(str, args.layer_sizes)),
             "--batch-size", str(args.batch_size), "--recipe", args.recipe, "--method", args.method,
             "--schedule", args.schedule, "--group-batches", str(args.group_batches),
@@ -144,7 +146,8 @@ def cachegrind_run(args, steps, ll_mb) -> dict:
     """One worker under valgrind: its counts, wall and CPU seconds, and what it ran on."""
     cmd = valgrind_args(ll_mb) + worker_args(args, steps)
     cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **CHILD_ENV})
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent,
+                          env={**os.environ, **CHILD_ENV})
     cpu1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - t0
     if proc.returncode:
         tail = " | ".join(line for line in proc.stderr.splitlines()[-3:] if line.strip())

@@ -75,47 +75,80 @@ def tag_layers(rec, flat, sizes, kind):
     return x
 
 
+# How the optimiser's update is priced (its numbers are the same in every form):
+#   fused   one pass per parameter array (a layer's [W; b]): read p, grad and the state
+#           once, write p and the state once, as a fused GPU or C kernel does;
+#   cpu     the code that trains on this CPU: Adam in ADAM_CHUNK-element chunks, each
+#           chunk's slices priced where they lie in their blocks;
+#   device  the module's GPU form: Adam one whole layer per pass (10 passes and a scratch
+#           the size of the layer), smoothed SGD as on the CPU.
+FORMS = ("fused", "cpu", "device")
+STATE = {ff.Adam: ("m", "v"), ff.SmoothedSGD: ("avg_grad",)}
+
+
 class Observed:
     """The state's optimiser, its every step's events listed in rec.update_spans as
-    (first, end) event indices: the tracer wraps the object, the module stays as it is."""
-    def __init__(self, opt, rec):
-        self.opt, self.rec = opt, rec
+    (first, end) event indices, in the given form: the tracer wraps the object, the module
+    stays as it is. Arrays made inside a step (Adam's scratch) count as optimiser."""
+    def __init__(self, opt, rec, form):
+        self.opt, self.rec, self.form = opt, rec, form
 
     def step(self, params, grads, parts, t=None):
         first = len(self.rec.trace)
-        self.opt.step(params, grads, parts, t)
+        if self.form == "fused":
+            self.fused_step(params, grads, parts, t)
+        else:
+            kind, self.rec.new_kind = self.rec.new_kind, "optimizer"
+            try:
+                self.opt.step(params, grads, parts, t)
+            finally:
+                self.rec.new_kind = kind
         self.rec.update_spans.append((first, len(self.rec.trace)))
+
+    def fused_step(self, params, grads, parts, t):
+        """The real step on the ndarrays, recorded as one fused event per Part."""
+        names = STATE[type(self.opt)]
+        raw = dataclasses.replace(self.opt, **{k: getattr(self.opt, k).a for k in names})
+        t = self.opt.t + 1 if t is None else t
+        for part in parts:
+            rows = slice(part.start, part.stop)
+            state = [getattr(self.opt, k)[rows] for k in names]
+            self.rec.fused(f"{type(self.opt).__name__}.step fused", [params[rows], grads[rows], *state],
+                           [params[rows], *state], lambda part=part: raw.step(params.a, grads.a, [part], t))
+        self.opt.t = raw.t
 
     def __getattr__(self, name):                 # t, and the rest of the optimiser's fields
         return getattr(self.opt, name)
 
 
-def recording_optimizer(rec, opt, arrays):
-    """opt on recording arrays (arrays: its array fields), observed. Adam in its device
-    form, one chunk per layer, and without the subnormal guard, so that steps repeat
-    exactly (layer-major's groups of 8 would otherwise alternate with and without it)."""
+def recording_optimizer(rec, opt, arrays, form="fused"):
+    """opt on recording arrays (arrays: its array fields), observed in `form`. Adam runs
+    without its subnormal guard, so that steps repeat exactly (layer-major's groups of 8
+    would otherwise alternate with and without it); in the device form one chunk a layer."""
+    if form not in FORMS:
+        raise ValueError(f"optimizer form {form!r}: one of {', '.join(FORMS)}")
     if isinstance(opt, ff.Adam):
-        arrays = {**arrays, "chunk": 0, "guard_every": 0}
-    return Observed(dataclasses.replace(opt, **arrays), rec)
+        arrays = {**arrays, "guard_every": 0, "chunk": 0 if form == "device" else ff.ADAM_CHUNK}
+    return Observed(dataclasses.replace(opt, **arrays), rec, form)
 
 
-def ff_to_recording(rec, state):
+def ff_to_recording(rec, state, form="fused"):
     """The FF TrainState with every array on recording arrays, tagged by kind and layer."""
     net, sizes = state.net, state.net.layer_sizes
     params = tag_layers(rec, net.params, sizes, "weights")
     head = None if net.head is None else rec.wrap(net.head, "weights", "head")
-    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, sizes))
+    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, sizes), form)
     head_opt = state.head_opt and recording_optimizer(
-        rec, state.head_opt, {"avg_grad": rec.wrap(state.head_opt.avg_grad, "optimizer", "head")})
+        rec, state.head_opt, {"avg_grad": rec.wrap(state.head_opt.avg_grad, "optimizer", "head")}, form)
     peer = [rec.wrap(r, "peer_means", l) for l, r in enumerate(state.peer_means)]
     return dataclasses.replace(state, net=ff.Net(sizes, params, net.input_norm, head), opt=opt,
                                head_opt=head_opt, peer_means=peer)
 
 
-def bp_to_recording(rec, state):
+def bp_to_recording(rec, state, form="fused"):
     """The backprop BPState on recording arrays, tagged by kind and layer."""
     params = tag_layers(rec, state.params, state.sizes, "weights")
-    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, state.sizes))
+    opt = recording_optimizer(rec, state.opt, optimizer_arrays(rec, state.opt, state.sizes), form)
     return dataclasses.replace(state, params=params, opt=opt)      # Wb: views of the new params
 
 
@@ -163,15 +196,15 @@ def random_batch(rng, cfg):
     return x, y, None, rng.random(B)
 
 
-def run_ff(cfg, n_steps, seed=0, rec=None):
-    """n_steps of ff.train_step on fresh random batches: on recording arrays of rec, or
-    plain NumPy if rec is None (the twin the tests compare with). Returns the state.
-    With --schedule layer-major a step is one ff.train_layer_major call on
-    cfg.group_batches batches."""
+def run_ff(cfg, n_steps, seed=0, rec=None, form="fused"):
+    """n_steps of ff.train_step on fresh random batches: on recording arrays of rec (the
+    optimiser priced in `form`), or plain NumPy if rec is None (the twin the tests compare
+    with). Returns the state. With --schedule layer-major a step is one ff.train_step call
+    on cfg.group_batches batches."""
     rng, state = np.random.default_rng(seed), ff.init_state(cfg)
     grads = np.zeros_like(state.net.params)
     if rec is not None:
-        state, grads = ff_to_recording(rec, state), tag_layers(rec, grads, cfg.layer_sizes, "grads")
+        state, grads = ff_to_recording(rec, state, form), tag_layers(rec, grads, cfg.layer_sizes, "grads")
     k = ff.group_size(cfg)
     for _ in range(n_steps):
         draws = [random_batch(rng, cfg) for _ in range(k)]
@@ -182,30 +215,31 @@ def run_ff(cfg, n_steps, seed=0, rec=None):
     return state
 
 
-def run_bp(cfg, n_steps, seed=0, rec=None):
-    """n_steps of backprop_step, as run_ff; cfg is the FF config (see bp_config)."""
+def run_bp(cfg, n_steps, seed=0, rec=None, form="fused", schedule="batch"):
+    """n_steps of backprop_step, as run_ff, in its order `schedule` (batch, or
+    layer-update); cfg is the FF config (see bp_config)."""
     bcfg = bp_config(cfg)
     rng, state = np.random.default_rng(seed), bp.init_state(bcfg)
     grads = np.zeros_like(state.params)
     if rec is not None:
-        state, grads = bp_to_recording(rec, state), tag_layers(rec, grads, state.sizes, "grads")
+        state, grads = bp_to_recording(rec, state, form), tag_layers(rec, grads, state.sizes, "grads")
     for _ in range(n_steps):
         x, y, *_ = random_batch(rng, cfg)
         if rec is not None:
             rec.mark()
             x, y = rec.wrap(x), rec.wrap(y)
-        bp.backprop_step(state, x, y, bcfg.lr, grads)
+        bp.backprop_step(state, x, y, bcfg.lr, grads, schedule)
     return state
 
 
-def record(run, cfg, n_steps, seed=0):
+def record(run, cfg, n_steps, seed=0, **kwargs):
     """A recorded run: (recorder, live_out = the final state's blocks, state). The events
     of every optimiser step (the head's too) are listed in rec.update_spans as (first, end)
     event indices, to split a step into update and rest (see Observed); a run with no
-    optimiser step raises."""
+    optimiser step raises. kwargs go to run (form, schedule)."""
     rec = Recorder()
     rec.update_spans = []
-    state = run(cfg, n_steps, seed, rec)
+    state = run(cfg, n_steps, seed, rec, **kwargs)
     if not rec.update_spans:
         raise RuntimeError("no optimiser step was observed: the update would price as zero")
     return rec, rec.keys(*state_arrays(state)), state
@@ -225,13 +259,17 @@ def priced_step(rec, live_out, tiles=()) -> dict:
     return out
 
 
-def measure(layer_sizes, batch_size, recipe, n_steps=4, tiles=(), seed=0) -> dict:
-    """FF and backprop ByteDMD per training step at one size and recipe."""
+def measure(layer_sizes, batch_size, recipe, n_steps=4, tiles=(), seed=0, form="fused",
+            bp_schedule="batch") -> dict:
+    """FF and backprop ByteDMD per training step at one size and recipe, FF in batch order,
+    backprop in `bp_schedule`, the optimiser priced in `form`."""
     cfg = ff_config(layer_sizes, batch_size, recipe)
-    point = {"layer_sizes": cfg.layer_sizes, "batch_size": batch_size, "recipe": recipe}
-    for name, run in (("ff", run_ff), ("bp", run_bp)):
+    point = {"layer_sizes": cfg.layer_sizes, "batch_size": batch_size, "recipe": recipe,
+             "optimizer_form": form, "ff_schedule": "batch", "bp_schedule": bp_schedule}
+    for name, run, kwargs in (("ff", run_ff, {"form": form}),
+                              ("bp", run_bp, {"form": form, "schedule": bp_schedule})):
         t0 = time.perf_counter()
-        rec, live_out, _ = record(run, cfg, n_steps, seed)
+        rec, live_out, _ = record(run, cfg, n_steps, seed, **kwargs)
         t1 = time.perf_counter()
         point[name] = priced_step(rec, live_out, tiles)
         point[name]["record_s"] = round(t1 - t0, 2)
@@ -244,11 +282,11 @@ def measure(layer_sizes, batch_size, recipe, n_steps=4, tiles=(), seed=0) -> dic
     return point
 
 
-def readout_cost(cfg, which, n_images, n_calls=3, seed=0) -> dict:
-    """Steady-state ByteDMD of one test-time call on n_images host images: FF's 10-label
-    goodness read-out (ff.label_goodness, every layer), FF's softmax head (ff.head_logits,
-    a neutral-label pass) or backprop's forward pass (bp.predict), each bringing its result
-    back to the host."""
+def readout_cost(cfg, which, n_images, chunk, n_calls=3, seed=0) -> dict:
+    """Steady-state ByteDMD of one test-time call on n_images host images, `chunk` images
+    per pass: FF's 10-label goodness read-out (ff.label_goodness, every layer), FF's
+    softmax head (ff.head_logits, a neutral-label pass) or backprop's forward pass
+    (bp.predict), each bringing its result back to the host."""
     rec, rng = Recorder(), np.random.default_rng(seed)
     if which == "bp":
         state = bp_to_recording(rec, bp.init_state(bp_config(cfg)))
@@ -258,49 +296,76 @@ def readout_cost(cfg, which, n_images, n_calls=3, seed=0) -> dict:
         x = rng.random((n_images, ff.N_PIXELS), dtype=np.float32)
         rec.mark()
         if which == "bp":
-            bp.predict(state.Wb, rec.wrap(x)).get()
+            bp.predict(state.Wb, rec.wrap(x), chunk).get()
         elif which == "ff_goodness":
-            ff.label_goodness(state.net, x)
+            ff.label_goodness(state.net, x, chunk_size=chunk)
         else:
-            ff.head_logits(state.net, x)
+            ff.head_logits(state.net, x, chunk_size=chunk)
     i, cost = dmd.steady_state(rec.trace, rec.marks, rec.tags, rec.keys(*state_arrays(state)))
-    return {"steady_step": i, **cost.as_dict()}
+    return {"steady_step": i, "chunk": chunk, **cost.as_dict()}
+
+
+TEST_CHUNKS = (10, 25, 50, 100, 250, 500, 1000)
 
 
 def measure_test(layer_sizes, recipe, n_images=ff.PREDICT_CHUNK) -> dict:
-    """Test-time ByteDMD per call of n_images images (the module's prediction chunk)."""
+    """Test-time ByteDMD per call on n_images images, at every chunk size of TEST_CHUNKS,
+    and each read-out at its own best chunk over backprop's forward at its best chunk
+    (and both at the module's PREDICT_CHUNK)."""
     cfg = ff_config(layer_sizes, 100, recipe)
-    point = {"layer_sizes": cfg.layer_sizes, "recipe": recipe, "n_images": n_images}
+    point = {"layer_sizes": cfg.layer_sizes, "recipe": recipe, "n_images": n_images, "chunks": TEST_CHUNKS}
     for which in ("ff_goodness", "ff_softmax", "bp"):
         if which != "ff_softmax" or cfg.softmax_head:
-            point[which] = readout_cost(cfg, which, n_images)
+            sweep = [readout_cost(cfg, which, n_images, c) for c in TEST_CHUNKS]
+            best = min(sweep, key=lambda c: c["total"])
+            point[which] = {"per_chunk": {str(c["chunk"]): c["total"] for c in sweep},
+                            "best_chunk": best["chunk"], "total": best["total"],
+                            "at_predict_chunk": sweep[TEST_CHUNKS.index(ff.PREDICT_CHUNK)]["total"]}
     for which in ("ff_goodness", "ff_softmax"):
         if which in point:
             point[f"{which}_over_bp"] = point[which]["total"] / point["bp"]["total"]
+            point[f"{which}_over_bp_at_predict_chunk"] = (point[which]["at_predict_chunk"]
+                                                          / point["bp"]["at_predict_chunk"])
     return point
 
 
-def measure_schedules(layer_sizes, batch_size, recipe, n_steps=3) -> dict:
-    """FF's ByteDMD per batch under each training order that gives the same weights
-    (--schedule batch, layer-update, and layer-major where the recipe allows it), against
-    backprop's step."""
+BP_ORDERS = ("batch", "layer-update")
+
+
+def measure_schedules(layer_sizes, batch_size, recipe, n_steps=3, form="fused") -> dict:
+    """ByteDMD per batch of every training order that gives the same weights: FF's
+    (--schedule batch, layer-update, and layer-major where the recipe allows it) and
+    backprop's (batch, layer-update), the optimiser priced in `form`. Each FF order's
+    ff_over_bp is against backprop in the same order (layer-major against backprop's best,
+    layer-update); ff_over_bp_best against backprop's best order."""
     point = {"layer_sizes": [int(v) for v in layer_sizes.split(",")], "batch_size": batch_size,
-             "recipe": recipe}
-    rec, live_out, _ = record(run_bp, ff_config(layer_sizes, batch_size, recipe), n_steps)
-    point["bp"] = priced_step(rec, live_out)["total"]
+             "recipe": recipe, "optimizer_form": form, "bp": {}}
     plain = ff_config(layer_sizes, batch_size, recipe)
+    for order in BP_ORDERS:
+        rec, live_out, _ = record(run_bp, plain, n_steps, form=form, schedule=order)
+        p = priced_step(rec, live_out)
+        point["bp"][order] = {"per_batch": p["total"], "peak_live_bytes": p["peak_live_bytes"],
+                              "per_kind_per_batch": p["per_kind"]}
+    bp_best = min(point["bp"], key=lambda o: point["bp"][o]["per_batch"])
+    point["bp_best"] = bp_best
     for schedule in ("batch", "layer-update", "layer-major"):
         needs_above = plain.softmax_head or plain.neg_sampling in ("hard", "softmax")
         if schedule == "layer-major" and needs_above:
             continue                                 # the negatives need the layers above
         cfg = ff_config(layer_sizes, batch_size, recipe, schedule)
-        rec, live_out, _ = record(run_ff, cfg, n_steps)
+        rec, live_out, _ = record(run_ff, cfg, n_steps, form=form)
         p = priced_step(rec, live_out)
-        k = cfg.group_batches if schedule == "layer-major" else 1
+        k = ff.group_size(cfg)
+        against = schedule if schedule in BP_ORDERS else "layer-update"
         point[schedule] = {"batches_per_step": k, "per_batch": p["total"] / k,
-                           "ff_over_bp": p["total"] / k / point["bp"], "steady_step": p["steady_step"],
-                           "peak_live_bytes": p["peak_live_bytes"],
+                           "bp_order": against,
+                           "ff_over_bp": p["total"] / k / point["bp"][against]["per_batch"],
+                           "ff_over_bp_best": p["total"] / k / point["bp"][bp_best]["per_batch"],
+                           "steady_step": p["steady_step"], "peak_live_bytes": p["peak_live_bytes"],
                            "per_kind_per_batch": {kd: v / k for kd, v in p["per_kind"].items()}}
+    ff_orders = [o for o in ("batch", "layer-update", "layer-major") if o in point]
+    point["ff_best"] = min(ff_orders, key=lambda o: point[o]["per_batch"])
+    point["best_over_best"] = point[point["ff_best"]]["ff_over_bp_best"]
     return point
 
 
@@ -308,7 +373,8 @@ def line(p) -> str:
     """One fixed-width line per point."""
     sizes = "-".join(map(str, p["layer_sizes"]))
     tiled = " ".join(f"T{T}:{r:.2f}" for T, r in p["ff_over_bp_tiled"].items())
-    return (f"{sizes:>28} B={p['batch_size']:<5} {p['recipe']:<8} FF {p['ff']['total']:.3e}  "
+    return (f"{sizes:>28} B={p['batch_size']:<5} {p['recipe']:<8} {p['optimizer_form']:<6} "
+            f"BP {p['bp_schedule']:<12} FF {p['ff']['total']:.3e}  "
             f"BP {p['bp']['total']:.3e}  FF/BP {p['ff_over_bp']:.2f}  no update "
             f"{p['not_update_ff_over_bp']:.2f}  peak FF/BP "
             f"{p['peak_live_ff_over_bp']:.2f}  {tiled}")
@@ -335,6 +401,13 @@ def build_parser():
                    f"(the main group uses {','.join(map(str, MAIN_TILES))})")
     p.add_argument("--steps", type=ff.bounded(int, 2), default=4,
                    help="steps recorded per trace (steady state needs two equal ones)")
+    p.add_argument("--optimizer-form", choices=FORMS, default="fused",
+                   help="with --layer-sizes: how the update is priced (fused: one pass per layer "
+                        "array; cpu: the chunked code this CPU runs; device: one whole-layer pass "
+                        "per operation, the GPU code)")
+    p.add_argument("--bp-schedule", choices=BP_ORDERS, default="batch",
+                   help="with --layer-sizes: backprop's order (layer-update: each layer updated "
+                        "as soon as backward has its gradient)")
     p.add_argument("--json", metavar="PATH", help="with --layer-sizes: write the point here")
     p.add_argument("--out-dir", default="results/data_movement", metavar="DIR",
                    help="where the groups' JSON goes (relative to the repository root)")
@@ -346,14 +419,16 @@ def run_group(group, tiles, steps):
     results = []
     if group == "test_time":
         points = [(lambda s=s, r=r: measure_test(s, r)) for s, r in TEST_POINTS]
-    elif group == "schedules":
-        points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r)) for s, b, r in MAIN_POINTS]
+    elif group == "schedules":                       # every exact order, every optimiser form
+        points = [(lambda s=s, b=b, r=r, f=f: measure_schedules(s, b, r, form=f))
+                  for s, b, r in MAIN_POINTS for f in FORMS]
     elif group == "schedules_depth":                 # the README's figure: FF/BP against depth
         points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r))
                   for s, b in SWEEPS["depth"] for r in ("baseline", "hinton")]
-    elif group == "main":
-        points = [(lambda s=s, b=b, r=r: measure(s, b, r, steps, tiles or MAIN_TILES))
-                  for s, b, r in MAIN_POINTS]
+    elif group == "main":                            # batch order, every form; tiles for fused
+        points = [(lambda s=s, b=b, r=r, f=f: measure(s, b, r, steps, (tiles or MAIN_TILES) if f == "fused" else (),
+                                                      form=f))
+                  for s, b, r in MAIN_POINTS for f in FORMS]
     else:
         points = [(lambda s=s, b=b, r=r: measure(s, b, r, steps, tiles))
                   for s, b in SWEEPS[group[len("sweep_"):]] for r in ("baseline", "hinton")]
@@ -364,8 +439,9 @@ def run_group(group, tiles, steps):
         if group == "test_time":
             text = "test time " + "  ".join(f"{k} {v:.2f}" for k, v in p.items() if k.endswith("_over_bp"))
         elif group.startswith("schedules"):
-            text = "schedules FF/BP per batch: " + "  ".join(
-                f"{k} {v['ff_over_bp']:.2f}" for k, v in p.items() if isinstance(v, dict))
+            text = (f"{'-'.join(map(str, p['layer_sizes']))} {p['recipe']} {p['optimizer_form']}: FF/BP per batch "
+                    + "  ".join(f"{k} {v['ff_over_bp']:.3f}" for k, v in p.items() if k in ("batch", "layer-update", "layer-major"))
+                    + f"  best/best {p['best_over_best']:.3f} (FF {p['ff_best']}, BP {p['bp_best']})")
         else:
             text = line(p)
         ff.say(f"{text}  ({time.perf_counter() - t0:.0f} s)")
@@ -405,7 +481,8 @@ def run(args, tiles, command, out_dir) -> list:
     """main after its flags are checked."""
     if args.layer_sizes:
         sizes = ",".join(map(str, args.layer_sizes))
-        point = measure(sizes, args.batch_size, args.recipe, args.steps, tiles)
+        point = measure(sizes, args.batch_size, args.recipe, args.steps, tiles, form=args.optimizer_form,
+                        bp_schedule=args.bp_schedule)
         ff.say(line(point))
         if args.json:
             write(args.json, {"command": command, "machine": ff.machine(), "points": [point]})

@@ -125,7 +125,7 @@ def run_cli(args) -> int:
         ff.say("README and RESULTS tables updated: " + ", ".join(update_readme()))
     if args.tables:
         ff.say(render_tables())
-    elif not (chosen or args.all):
+    elif not (chosen or args.all or args.readme):
         ff.say(status(RUNS))
         ff.say("\nrun a selection with --group, --only or --all; --list shows the commands")
     return 0 if ok else 1

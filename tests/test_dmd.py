@@ -342,3 +342,51 @@ def test_tiled_steady_state_tiles_only_the_repeating_pair():
     everywhere = dmd.price_events(trace, [(0, 4)], tile=2)
     assert step.total == dmd.summarize(trace, everywhere, None, starts[i], starts[i + 1]).total
     assert step.total > dmd.steady_state(trace, starts, live_out=[(0, 4)])[1].total
+
+
+def test_steady_state_raises_when_no_step_repeats():
+    """Steps that grow (each reads a bigger fresh block) never cost the same: no silent
+    fallback to the last step."""
+    trace, starts = [], []
+    for t in range(4):
+        starts.append(len(trace))
+        trace += [dmd.Event("load", (), (((t, 0), 10 * (t + 1)),)), dmd.Event("read", (((t, 0), 10 * (t + 1)),))]
+    with pytest.raises(dmd.NoSteadyState):
+        dmd.steady_state(trace, starts)
+
+
+# ---------------------------------------------------------------- reads through a slice
+
+def test_a_chunked_pass_is_priced_at_each_chunks_position():
+    """A block read in chunks, first to last: each chunk is priced at its offset inside the
+    block, so the pass costs what one read of the block costs, and what ByteDMD's element
+    model charges for the same loop over elements whose first one is on top."""
+    n, chunk, item = 64, 16, 4
+    chunks = [dmd.Event("load", (), (((1, 0), n * item),))]
+    chunks += [dmd.Event("read", (((1, 0), chunk * item),), offsets=(k * chunk * item,) if k else ())
+               for k in range(n // chunk)]
+    whole = [chunks[0], dmd.Event("read", (((1, 0), n * item),))]
+    elements = [dmd.Event("load", (), (((2 + i, 0), item),)) for i in reversed(range(n))]   # 0 on top
+    elements += [dmd.Event("read", (((2 + i, 0), item),)) for i in range(n)]
+    keep = [(1, 0)] + [(2 + i, 0) for i in range(n)]               # live after the pass
+    cost = dmd.price(chunks, live_out=keep).total
+    assert cost == dmd.price(whole, live_out=keep).total == dmd.price(elements, live_out=keep).total
+    at_the_top = sum(dmd.block_cost(0, chunk * item) for _ in range(n // chunk))
+    assert cost > 1.5 * at_the_top                   # what pricing every chunk from the top gave
+
+
+def test_the_recorder_gives_a_slices_offset():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from recording import Recorder
+    rec = Recorder()
+    a = rec.wrap(np.zeros(64, np.float32), "optimizer", 0)
+    a[16:32].sum()
+    ev = rec.trace[-1]
+    assert ev.reads[0][1] == 64 and ev.offsets == (64,)
+
+
+def test_an_object_passed_twice_is_wrapped_once():
+    """bytedmd.py wraps each argument object once (by id): f(a, a) is f's cost on one a."""
+    a = [1, 2, 3, 4]
+    assert dmd.bytedmd(lambda x, y: x[0] + y[0], [a, a]) == dmd.bytedmd(lambda x: x[0] + x[0], [a]) == 2
+    assert dmd.bytedmd(lambda x, y: x[0] + y[0], [a, list(a)]) == 3           # two lists: two scalars

@@ -222,5 +222,34 @@ def test_driver_at_a_tiny_size(dm, tmp_path, capsys):
 def test_test_time_readouts_at_a_tiny_size(dm):
     p = dm.measure_test("784,12,10", "hinton", n_images=20)
     for which in ("ff_goodness", "ff_softmax", "bp"):
-        assert p[which]["steady_step"] is not None and p[which]["total"] > 0
+        assert p[which]["best_chunk"] in dm.TEST_CHUNKS and 0 < p[which]["total"] <= p[which]["at_predict_chunk"]
+        assert p[which]["total"] == min(p[which]["per_chunk"].values())
     assert p["ff_goodness_over_bp"] > 0 and p["ff_softmax_over_bp"] > 0
+
+
+@pytest.mark.parametrize("method", ["ff", "bp layer-update"])
+def test_the_fused_update_reads_and_writes_each_layer_once(dm, method):
+    """--optimizer-form fused, by hand: per layer of (D_in + 1) D_out float32 parameters the
+    update is one event that reads p, grad, m and v (4 n_l bytes each) and writes p, m, v;
+    the weights are the real step's."""
+    cfg = dm.ff_config("784,12,10", 6, "baseline")
+    run, kwargs = (dm.run_ff, {}) if method == "ff" else (dm.run_bp, {"schedule": "layer-update"})
+    plain = run(cfg, 3, **kwargs)
+    rec, live_out, recorded = dm.record(run, cfg, 3, form="fused", **kwargs)
+    sizes = cfg.layer_sizes if method == "ff" else cfg.layer_sizes + [10]
+    n = [(a + 1) * b * 4 for a, b in zip(sizes[:-1], sizes[1:])]
+    a, b = arrays_of(plain), arrays_of(recorded)
+    assert all(np.array_equal(x, y.a) for x, y in zip(a, b))
+    lo = rec.marks[-1]
+    fused = [ev for ev in rec.trace[lo:] if ev.op == "Adam.step fused"]
+    assert sorted(ev.reads[0][1] for ev in fused) == sorted(n)          # one event per layer
+    for ev in fused:
+        assert [nb for _, nb in ev.reads] == [ev.reads[0][1]] * 4 and [nb for _, nb in ev.writes] == [ev.reads[0][1]] * 3
+    step = dm.priced_step(rec, live_out)
+    assert 0 < step["update"] < step["total"]
+
+
+def test_the_optimizer_forms_price_the_same_weights_differently(dm):
+    cfg = dm.ff_config("784,40,30", 16, "baseline")
+    totals = {form: dm.priced_step(*dm.record(dm.run_ff, cfg, 3, form=form)[:2])["update"] for form in dm.FORMS}
+    assert totals["fused"] < totals["cpu"] <= totals["device"]

@@ -24,6 +24,7 @@ subnormal guard every 16 steps), one BLAS thread: one core's caches.
 import argparse
 import contextlib
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -96,7 +97,12 @@ def make_step(args):
 def worker(args):
     """Prints the BLAS and SIMD it runs on; then one warm-up step and --steps steps, every
     batch drawn before the first, as many (--draw-steps) in the N run as in the 2N run.
-    Exits at once after the last step: no teardown whose cache state depends on the steps."""
+    No cyclic garbage collection: a full one over the imports' objects (~10^8 instructions)
+    would land among one run's steps and not the other's (reference counting frees the
+    steps' arrays). Exits at once after the last step: no teardown whose cache state
+    depends on the steps."""
+    gc.collect()
+    gc.disable()
     from numpy._core._multiarray_umath import __cpu_features__ as simd
     ff.say(json.dumps({"blas": ff.blas(), "simd": [f for f, on in simd.items() if on]}))
     step, k, cfg = make_step(args)

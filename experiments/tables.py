@@ -215,6 +215,17 @@ def paper_scale_table():
                      f"{cfg['n_epochs']} | {', '.join(str(m['config']['seed']) for m in ms)} | "
                      f"`{mode}` | {error_pct([m['prediction_modes'][mode] for m in ms])} | "
                      f"{statistics.mean(m['train_seconds'] for m in ms) / 60:.1f} min | `{source}` |")
+    for r in (r for r in RUNS if r.group == "partial" and done(r)):
+        m = read_json(r.out)
+        cfg, h = m["config"], m["history"]
+        if not h["epoch"] or any(run.out.endswith(f"{r.entry}.json") and done(run) for run in RUNS if run.group == "hinton"):
+            continue                                  # no curve yet, or the run has finished
+        best = min(range(len(h["test_acc"])), key=lambda i: -h["test_acc"][i])
+        lines.append(f"| `hinton/{r.entry.rsplit('_s', 1)[0]}` (under way) | {recipe_label(cfg)} | "
+                     f"{hidden(cfg['layer_sizes'])} | {m['epoch']} of {m['of_epochs']} | {cfg['seed']} | "
+                     f"`{cfg['predict_mode']}` | {100 * (1 - h['test_acc'][-1]):.2f} now, {100 * (1 - h['test_acc'][best]):.2f} "
+                     f"best (epoch {h['epoch'][best]}), first {cfg['eval_subset']} test images | "
+                     f"{sum(h['seconds']) / 60:.1f} min so far | `{r.out}` |")
     for who, recipe, layers, epochs, mode, error, source in LITERATURE:
         lines.append(f"| {who} | {recipe} | {layers} | {epochs} | | {mode} | {error} | | {source} |")
     return "\n".join(lines)
@@ -369,30 +380,54 @@ def net_label(p):
 
 
 def data_movement_table():
-    """ByteDMD per training step, FF over backprop: the main points, with the tiled model and
-    FF's schedules."""
-    schedules = {(tuple(q["layer_sizes"]), q["batch_size"], q["recipe"]): q for q in dm_points("schedules")}
-    lines = ["| net, batch, recipe | FF per step | backprop per step | FF / BP | without the optimiser update "
-             "| tiled GEMMs, T = 512 / 128 / 32 | FF layer-update / BP | FF layer-major / BP | peak live bytes FF / BP |",
-             "|---" * 9 + "|"]
-    for p in dm_points("main"):
-        q = schedules.get((tuple(p["layer_sizes"]), p["batch_size"], p["recipe"]), {})
-        tiled = " / ".join(f"{p['ff_over_bp_tiled'][t]:.2f}" for t in sorted(p["ff_over_bp_tiled"], key=int, reverse=True))
+    """ByteDMD per batch, FF over backprop, the optimiser fused (one pass per layer array):
+    each method in each order that gives its weights, and each one's best against the
+    other's best, beside the as-coded pair (both in batch order)."""
+    main = {(tuple(p["layer_sizes"]), p["batch_size"], p["recipe"]): p for p in dm_form("main", "fused")}
+    lines = ["| net, batch, recipe | FF batch / BP batch (as coded) | FF layer-update / BP layer-update "
+             "| FF layer-major / BP layer-update | best / best (orders) | batch order without the update "
+             "| batch order, tile fetches only, T = 512 / 128 / 32 | peak live bytes FF / BP |",
+             "|---" * 8 + "|"]
+    for q in dm_form("schedules", "fused"):
+        p = main.get((tuple(q["layer_sizes"]), q["batch_size"], q["recipe"]))
         major = f"{q['layer-major']['ff_over_bp']:.2f}" if "layer-major" in q else "n/a (negatives from above)"
-        update = f"{q['layer-update']['ff_over_bp']:.2f}" if "layer-update" in q else "n/a"
-        lines.append(f"| {net_label(p)} | {p['ff']['total']:.3g} | {p['bp']['total']:.3g} | {p['ff_over_bp']:.2f} "
-                     f"| {p['not_update_ff_over_bp']:.2f} | {tiled} | {update} | {major} | {p['peak_live_ff_over_bp']:.2f} |")
+        tiled = (" / ".join(f"{p['ff_over_bp_tiled'][t]:.2f}" for t in sorted(p["ff_over_bp_tiled"], key=int, reverse=True))
+                 if p and p["ff_over_bp_tiled"] else "n/a")
+        lines.append(f"| {net_label(q)} | {q['batch']['ff_over_bp']:.2f} | {q['layer-update']['ff_over_bp']:.2f} "
+                     f"| {major} | {q['best_over_best']:.2f} (FF {q['ff_best']}, BP {q['bp_best']}) "
+                     f"| {p['not_update_ff_over_bp']:.2f} | {tiled} | {p['peak_live_ff_over_bp']:.2f} |"
+                     if p else f"| {net_label(q)} | {q['batch']['ff_over_bp']:.2f} | n/a | n/a | n/a | n/a | n/a | n/a |")
     return "\n".join(lines)
+
+
+def data_movement_forms_table():
+    """The same ratios under each way of pricing the optimiser: fused, as this CPU runs it
+    (Adam in 65,536-element chunks), and the GPU code (one whole-layer pass per operation)."""
+    lines = ["| net, batch, recipe | optimiser form | FF batch / BP batch | best / best | FF step: update share "
+             "| BP step: update share |", "|---" * 6 + "|"]
+    main = {(tuple(p["layer_sizes"]), p["batch_size"], p["recipe"], p.get("optimizer_form")): p for p in dm_points("main")}
+    for q in (q for q in dm_points("schedules") if "optimizer_form" in q):
+        p = main.get((tuple(q["layer_sizes"]), q["batch_size"], q["recipe"], q["optimizer_form"]))
+        shares = (f"{100 * p['ff']['update'] / p['ff']['total']:.0f}% | {100 * p['bp']['update'] / p['bp']['total']:.0f}%"
+                  if p else "n/a | n/a")
+        lines.append(f"| {net_label(q)} | {q['optimizer_form']} | {q['batch']['ff_over_bp']:.2f} | "
+                     f"{q['best_over_best']:.2f} (FF {q['ff_best']}, BP {q['bp_best']}) | {shares} |")
+    return "\n".join(lines)
+
+
+def dm_form(group, form):
+    return [p for p in dm_points(group) if p.get("optimizer_form", "device") == form]
 
 
 KINDS = ("weights", "optimizer", "grads", "activations", "data")
 
 
 def data_movement_kinds_table():
-    """Where the cost goes: share of each kind of buffer and of each layer, FF and backprop."""
+    """Where the cost goes (batch order, fused optimiser): share of each kind of buffer and
+    of each layer, FF and backprop."""
     lines = ["| net, batch, recipe | method | " + " | ".join(KINDS) + " | per layer (0, 1, ...; head or output last) |",
              "|---" * (3 + len(KINDS)) + "|"]
-    for p in dm_points("main"):
+    for p in dm_form("main", "fused"):
         for method in ("ff", "bp"):
             m = p[method]
             total = m["total"]
@@ -404,7 +439,8 @@ def data_movement_kinds_table():
 
 
 def data_movement_sweep_table():
-    """FF / backprop per step as depth, width and batch move (batch schedule)."""
+    """FF / backprop per step as depth, width and batch move (both in batch order, the
+    optimiser fused)."""
     lines = ["| sweep | net, batch | baseline FF / BP | hinton FF / BP | baseline without update | hinton without update |",
              "|---" * 6 + "|"]
     for name in ("depth", "width", "batch"):
@@ -419,11 +455,13 @@ def data_movement_sweep_table():
 
 
 def data_movement_run_table():
-    """Per training run to FF's test error: each method's ByteDMD per step (its own optimiser)
-    times its steps, with backprop's epochs as measured."""
+    """Per training run to FF's test error: each method's ByteDMD per step (its own optimiser,
+    batch order) times its steps, with backprop's epochs as measured, for each optimiser form."""
     lines = ["| net | FF run: epochs x steps, test error | backprop run: first epoch at or below it | "
-             "FF step / this backprop's step | FF / BP per run |", "|---" * 5 + "|"]
-    points = {(tuple(p["layer_sizes"]), p["batch_size"], p["recipe"]): p for p in dm_points("main")}
+             "FF step / this backprop's step, fused / cpu / device | FF / BP per run, fused / cpu / device |",
+             "|---" * 5 + "|"]
+    points = {(tuple(p["layer_sizes"]), p["batch_size"], p["recipe"], p.get("optimizer_form")): p
+              for p in dm_points("main")}
     for path in finished_backprop():
         b = read_json(path)
         sizes, bp_batch = tuple(b["config"]["layer_sizes"]), b["config"]["batch_size"]
@@ -432,31 +470,41 @@ def data_movement_run_table():
         ff_batch = -(-ff.N_TRAIN // ff_steps)
         # the traces price backprop with the FF recipe's optimiser: Adam in baseline, SGD in hinton
         bp_recipe = "baseline" if b["config"]["optimizer"] == "adam" else "hinton"
-        ff_point, bp_point = points.get((sizes, ff_batch, ff_recipe)), points.get((sizes, bp_batch, bp_recipe))
-        if ff_point is None or bp_point is None:
+        per_step = []
+        for form in ("fused", "cpu", "device"):
+            ff_point, bp_point = points.get((sizes, ff_batch, ff_recipe, form)), points.get((sizes, bp_batch, bp_recipe, form))
+            if ff_point and bp_point:
+                per_step.append(ff_point["ff"]["total"] / bp_point["bp"]["total"])
+        if not per_step:
             continue
-        per_step = ff_point["ff"]["total"] / bp_point["bp"]["total"]
         errs = b["history"]["test_error"]
         reached = next((i + 1 for i, e in enumerate(errs) if e <= ff_err + 1e-9), None)
         bp_steps = -(-ff.N_TRAIN // bp_batch)
         epochs = reached or len(errs)
-        ratio = per_step * ff_epochs * ff_steps / (epochs * bp_steps)
+        runs = " / ".join(f"{r * ff_epochs * ff_steps / (epochs * bp_steps):.1f}" for r in per_step)
         if reached:
-            bp, run = f"`{Path(path).stem}` ({b['config']['optimizer']}): epoch {reached}", f"{ratio:.1f}"
+            bp, run = f"`{Path(path).stem}` ({b['config']['optimizer']}): epoch {reached}", runs
         else:
             bp = f"`{Path(path).stem}` ({b['config']['optimizer']}): not in {len(errs)} epochs (best {min(errs):.2f}%)"
-            run = f"no equal-error run; over its {len(errs)} epochs: {ratio:.1f}"
+            run = f"no equal-error run; over its {len(errs)} epochs: {runs}"
         lines.append(f"| {hidden(list(sizes))} ({ff_recipe} FF) | {label}: {ff_epochs} x {ff_steps}, {ff_err:.2f}% "
-                     f"| {bp} | {per_step:.2f} | {run} |")
+                     f"| {bp} | {' / '.join(f'{r:.2f}' for r in per_step)} | {run} |")
     return "\n".join(lines)
 
 
 def data_movement_test_table():
-    """Test time: one call of each read-out on 1000 images, over backprop's forward pass."""
-    lines = ["| net, recipe | FF 10-label goodness / BP forward | FF softmax head / BP forward |", "|---" * 3 + "|"]
+    """Test time: one call of each read-out on 1000 images, each at its best chunk size, over
+    backprop's forward pass at its best (and both at the module's PREDICT_CHUNK)."""
+    lines = ["| net, recipe | FF 10-label goodness / BP forward, best chunks (FF's, BP's) | the same at "
+             "1000-image chunks | FF softmax head / BP forward, best chunks | the same at 1000 |", "|---" * 5 + "|"]
     for p in dm_points("test_time"):
-        head = f"{p['ff_softmax_over_bp']:.2f}" if "ff_softmax_over_bp" in p else "n/a (no head)"
-        lines.append(f"| {hidden(p['layer_sizes'])}, {p['recipe']} | {p['ff_goodness_over_bp']:.1f} | {head} |")
+        if "per_chunk" not in p.get("bp", {}):
+            continue
+        g, b = p["ff_goodness"], p["bp"]
+        head = (f"{p['ff_softmax_over_bp']:.2f} ({p['ff_softmax']['best_chunk']}) | {p['ff_softmax_over_bp_at_predict_chunk']:.2f}"
+                if "ff_softmax" in p else "n/a (no head) | n/a")
+        lines.append(f"| {hidden(p['layer_sizes'])}, {p['recipe']} | {p['ff_goodness_over_bp']:.1f} ({g['best_chunk']}, "
+                     f"{b['best_chunk']}) | {p['ff_goodness_over_bp_at_predict_chunk']:.1f} | {head} |")
     return "\n".join(lines)
 
 
@@ -511,13 +559,13 @@ def summary_table():
         rows.append((f"speed, {'-'.join(map(str, b['layer_sizes']))} epoch ({b['machine']['cpu']})",
                      f"{b['ratio_module_over_floor']:.2f}x this machine's floor, "
                      f"{b['ratio_reference_over_module']:.2f}x faster than plain NumPy", "#performance"))
-    main = dm_points("main")
-    if main:
-        ratios = [p["ff_over_bp"] for p in main]
-        majors = [q["layer-major"]["ff_over_bp"] for q in dm_points("schedules") if "layer-major" in q]
-        rows.append(("data movement per training step, FF / backprop (ByteDMD)",
-                     f"{min(ratios):.2f}-{max(ratios):.2f} in batch order"
-                     + (f"; down to {min(majors):.2f} layer-major" if majors else ""),
+    fused = dm_form("schedules", "fused")
+    if fused:
+        coded = [q["batch"]["ff_over_bp"] for q in fused]
+        best = [q["best_over_best"] for q in fused]
+        rows.append(("data movement per batch, FF / backprop (ByteDMD, fused optimiser)",
+                     f"{min(coded):.2f}-{max(coded):.2f} both in batch order; "
+                     f"{min(best):.2f}-{max(best):.2f} each in its best exact order",
                      "#does-ff-move-less-data-than-backprop"))
     lines = ["| what | result | details |", "|---|---|---|"]
     lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]
@@ -570,6 +618,7 @@ TABLES = {
     "ab": (ab_table, lambda: [p for p in existing("bench") if not Path(p).name.startswith("bench_")]),
     "backprop": (backprop_table, lambda: finished_backprop()),
     "data_movement": (data_movement_table, lambda: existing("data_movement", ["main"])),
+    "data_movement_forms": (data_movement_forms_table, lambda: existing("data_movement", ["schedules"])),
     "data_movement_kinds": (data_movement_kinds_table, lambda: existing("data_movement", ["main"])),
     "data_movement_sweeps": (data_movement_sweep_table, lambda: existing("data_movement", ["sweep_depth"])),
     "data_movement_run": (data_movement_run_table, lambda: finished_backprop()),

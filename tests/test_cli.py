@@ -225,12 +225,17 @@ def test_load_model_refuses_bad_files(tmp_path):
 
 @pytest.mark.skipif(real_mnist_dir() is None,
                     reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
-def test_real_mnist_short_run_reaches_90_percent(monkeypatch):
-    """4 epochs of the baseline recipe on all 60K images (~8 s). One epoch on 10K images,
-    as first planned, reaches only ~50% with this recipe: the label rows of W0 start
-    tiny and Adam needs a few hundred steps to grow them (see README)."""
+# 4 epochs of the baseline recipe, seed 0, on an AMD EPYC with OpenBLAS 0.3.31, 1 thread
+PINNED_4_EPOCHS = {"all": 0.9285, "first": 0.9243, "skip-first": 0.9248}
+
+
+def test_real_mnist_short_run_reproduces_at_accuracy_level(monkeypatch):
+    """4 epochs of the baseline recipe on all 60K images (~8 s) land within half a point of
+    the pinned accuracies of every read-out: another CPU or BLAS build rounds differently,
+    so the weights are not bit-identical across machines, but the result must agree."""
     monkeypatch.setenv("HINTON_MNIST_DIR", str(real_mnist_dir()))
     metrics = ff.main(["--n-epochs", "4", "--full-test", "--quiet"])
     assert metrics["test_total"] == 10000
-    assert metrics["test_accuracy"] >= 0.90, metrics["prediction_modes"]
+    for mode, pinned in PINNED_4_EPOCHS.items():
+        assert abs(metrics["prediction_modes"][mode] - pinned) <= 0.005, (mode, metrics["prediction_modes"])
     assert metrics["dead_units"][0] < 50

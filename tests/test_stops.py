@@ -152,17 +152,9 @@ def test_sigterm_during_the_final_evaluation_keeps_the_model(tmp_path):
     assert listing(work) == ["m.npz"]
 
 
-def test_sigterm_in_the_gif_script_and_the_backprop_baseline(fake_data, tmp_path):
+def test_sigterm_in_the_backprop_baseline(fake_data, tmp_path):
+    """(The GIF script's: tests/test_user_errors.py, test_a_stop_in_the_gif_script_writes_nothing.)"""
     folder, checksums = fake_data
-    work = tmp_path / "gif"
-    proc = launch("gif", ["--epochs", "100000", "--train-subset", "200", *TINY, "--out", "ff.gif"],
-                  tmp_path, work, folder, checksums)
-    wait_for_line(proc, "epoch   2/")
-    proc.send_signal(signal.SIGTERM)
-    status, _, err = finish(proc)
-    assert status == TERMINATED, err
-    one_line(err, "SIGTERM", "no GIF")
-    assert listing(work) == []
     work = tmp_path / "bp"
     work.mkdir()
     code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'experiments')!r}]; "
@@ -209,34 +201,22 @@ def closed_pipe():
     return write
 
 
-def test_trainer_into_a_closed_pipe_still_trains_and_saves(fake_data, tmp_path):
+@pytest.mark.parametrize("target", ["trainer", "viz"])
+def test_a_closed_pipe_costs_no_run(target, hinton_files, fake_data, tmp_path):
+    """`| head -0`: the trainer still trains and saves, the figure script writes all six."""
     folder, checksums = fake_data
     work = tmp_path / "work"
-    work.mkdir()
-    code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}]; import ff_label_in_input as ff; "
-            f"ff.main(sys.argv[1:], checksums=json.loads({json.dumps(checksums)!r}), mirrors=())")
+    argv = (["--n-epochs", "3", *TINY, "--save", "m.npz"] if target == "trainer" else
+            ["--model", hinton_files[0], "--outdir", "viz"])
     out = closed_pipe()
-    proc = subprocess.run([sys.executable, "-c", code, "--n-epochs", "3", *TINY, "--save", "m.npz",
-                           "--data-dir", str(folder)], cwd=work, env=user_env(tmp_path, folder),
-                          stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+    proc = launch(target, [*argv, "--data-dir", folder], tmp_path, work, folder, checksums, stdout=out)
     os.close(out)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert listing(work) == ["m.npz"]
-
-
-def test_figures_into_a_closed_pipe_write_all_six(hinton_files, fake_data, tmp_path):
-    folder, checksums = fake_data
-    work = tmp_path / "work"
-    work.mkdir()
-    code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}]; import visualize_ff_label_in_input as v; "
-            f"v.main(sys.argv[1:], checksums=json.loads({json.dumps(checksums)!r}), mirrors=())")
-    out = closed_pipe()
-    proc = subprocess.run([sys.executable, "-c", code, "--model", str(hinton_files[0]), "--outdir", "viz",
-                           "--data-dir", str(folder)], cwd=work, env=user_env(tmp_path, folder),
-                          stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
-    os.close(out)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert len(list((work / "viz").glob("*.png"))) == len(viz.FIGSIZES)
+    status, _, err = finish(proc)
+    assert status == 0 and "Traceback" not in err, err
+    if target == "trainer":
+        assert listing(work) == ["m.npz"]
+    else:
+        assert len(list((work / "viz").glob("*.png"))) == len(viz.FIGSIZES)
 
 
 @pytest.mark.parametrize("flag", ["--list", "--tables", "--commands"])

@@ -112,7 +112,7 @@ def default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def launch(target, argv, tmp_path, cwd, data_dir, checksums=None, mirrors=()):
+def launch(target, argv, tmp_path, cwd, data_dir, checksums=None, mirrors=(), stdout=subprocess.PIPE):
     """A fresh Python running target.main(argv, checksums=..., mirrors=...) in cwd."""
     module, folder = TARGETS[target]
     kwargs = f"checksums=json.loads({json.dumps(checksums)!r})" if checksums else "checksums=None"
@@ -122,7 +122,7 @@ def launch(target, argv, tmp_path, cwd, data_dir, checksums=None, mirrors=()):
             f"import {module}; {module}.main(sys.argv[1:], {kwargs})")
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, "-c", code, *map(str, argv)], cwd=cwd, text=True,
-                            env=user_env(tmp_path, data_dir), stdout=subprocess.PIPE,
+                            env=user_env(tmp_path, data_dir), stdout=stdout,
                             stderr=subprocess.PIPE, preexec_fn=default_sigint)
 
 
@@ -331,15 +331,18 @@ def test_one_frame_gif(fake_mnist, tmp_path, frames_argv):
 # trainer's final evaluation (the model is saved first), in the benchmark.
 # ----------------------------------------------------------------------------
 
-def test_ctrl_c_in_the_gif_script_writes_nothing(fake_data, tmp_path):
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, INTERRUPTED, "interrupted"),
+                                                  (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_stop_in_the_gif_script_writes_nothing(signum, status, word, fake_data, tmp_path):
     folder, checksums = fake_data
     work = tmp_path / "work"
     proc = launch("gif", ["--epochs", "100000", "--train-subset", "200", *TINY, "--out", "ff.gif"],
                   tmp_path, work, folder, checksums)
     wait_for_line(proc, "epoch   2/")
-    code, err = interrupt(proc)
-    assert code == INTERRUPTED, err
-    one_line(err, "interrupted")
+    proc.send_signal(signum)
+    code, _, err = finish(proc)
+    assert code == status, err
+    one_line(err, word, "no GIF")
     assert listing(work) == []                                   # no GIF, no ff_interrupted.npz
 
 

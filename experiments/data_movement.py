@@ -385,7 +385,7 @@ def write(path, payload):
 
 
 GROUPS = ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
-          "schedules_depth")
+          "schedules_forms", "schedules_depth")
 
 
 def build_parser():
@@ -419,9 +419,11 @@ def run_group(group, tiles, steps):
     results = []
     if group == "test_time":
         points = [(lambda s=s, r=r: measure_test(s, r)) for s, r in TEST_POINTS]
-    elif group == "schedules":                       # every exact order, every optimiser form
+    elif group == "schedules":                       # every exact order, the fused optimiser
+        points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r)) for s, b, r in MAIN_POINTS]
+    elif group == "schedules_forms":                 # the same under the two other forms
         points = [(lambda s=s, b=b, r=r, f=f: measure_schedules(s, b, r, form=f))
-                  for s, b, r in MAIN_POINTS for f in FORMS]
+                  for s, b, r in MAIN_POINTS for f in FORMS if f != "fused"]
     elif group == "schedules_depth":                 # the README's figure: FF/BP against depth
         points = [(lambda s=s, b=b, r=r: measure_schedules(s, b, r))
                   for s, b in SWEEPS["depth"] for r in ("baseline", "hinton")]

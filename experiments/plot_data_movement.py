@@ -1,5 +1,6 @@
 """Figure of the README's data-movement section: FF / backprop ByteDMD per batch against
-depth, for each training order that gives the same weights.
+depth, for each training order that gives the same weights, each FF order against
+backprop's batch order or its local (layer-update) order.
 
     python3 experiments/plot_data_movement.py     # writes viz/data_movement_depth.png
 
@@ -20,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "results" / "data_movement" / "schedules_depth.json"
 OUT = ROOT / "viz" / "data_movement_depth.png"
-SCHEDULES = (("batch", "all gradients, then one update", "-"),
-             ("layer-update", "each layer updated after its gradient", "--"),
-             ("layer-major", "layer-major, 8 batches a group", ":"))
+SCHEDULES = (("batch", "FF batch / BP batch (as coded)", "-"),
+             ("layer-update", "FF layer-update / BP layer-update", "--"),
+             ("layer-major", "FF layer-major (8 batches) / BP layer-update", ":"))
 RECIPES = (("baseline", "tab:blue"), ("hinton", "tab:red"))
 
 
@@ -45,7 +46,8 @@ def main(argv=None):
                 ax.plot(*zip(*xy), style, marker="o", color=color, label=f"{recipe}: {label}")
     ax.axhline(1, color="0.5", lw=0.8)
     ax.set(xlabel="hidden layers of 2000 units (batch 100)", ylabel="FF / backprop, ByteDMD per batch",
-           xticks=[2, 4, 8], title="Does FF move less data than backprop? (array-granularity ByteDMD)")
+           xticks=[2, 4, 8], title="FF / backprop, each order against its backprop counterpart\n"
+                                   "(ByteDMD, array granularity, fused optimiser)")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

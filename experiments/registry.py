@@ -260,6 +260,12 @@ def training_runs(group: str, spec: Group):
                       f"runs/{group}/{stem}.npz" if spec.save else None)
 
 
+CACHEGRIND = [("784,500,500", 128, m, o, 32, 1, "") for m, o in
+              (("ff", "batch"), ("ff", "layer-update"), ("ff", "layer-major"), ("bp", "batch"), ("bp", "layer-update"))]
+CACHEGRIND += [("784,500,500", 128, "bp", "batch", 32, 2, "_n2"),        # N = 2 against N = 1
+               ("784,500,500", 128, "ff", "batch", 8, 1, "_ll8")]        # a last level of 8 MB
+
+
 def other_runs():
     """Results that are not one training run's metrics."""
     # The 500-epoch 3 x 1000 run's curve so far, from its checkpoint (a session ended first).
@@ -292,11 +298,23 @@ def other_runs():
     for name, flags in (("ab_784-500-500", old + ("--train-subset", "20000")),
                         ("ab_hinton_3x1000", old + ("--recipe", "hinton", "--layer-sizes", "784,1000,1000,1000",
                                                     "--train-subset", "10000")),
+                        # this module against the one before issues 20-22 (commit 6386f3b)
+                        ("ab_6386f3b_784-500-500", ("--old", "6386f3b", "--train-subset", "20000")),
+                        ("ab_6386f3b_hinton_3x1000", ("--old", "6386f3b", "--recipe", "hinton", "--layer-sizes",
+                                                      "784,1000,1000,1000", "--train-subset", "10000")),
                         ("schedules_784-500-500", schedules + ("--train-subset", "20000")),
                         ("schedules_4x2000", schedules + ("--layer-sizes", "784,2000,2000,2000,2000",
                                                           "--train-subset", "5000", "--pairs", "3"))):
         out = f"results/bench/{name}.json"
         yield Run("bench", name, out, ("benchmarks/ab_epoch.py", *flags, "--json", out), alone=True)
+    # Cachegrind (experiments/cachegrind.py): the real steps' L1 and last-level misses per
+    # step under a simulated cache; one run per method, order and last-level size.
+    for sizes, batch, method, schedule, ll_mb, steps, tail in CACHEGRIND:
+        out = f"results/cachegrind/{method}_{schedule}_{sizes.replace(',', '-')}{tail}.json"
+        yield Run("cachegrind", Path(out).stem, out,
+                  ("experiments/cachegrind.py", "--layer-sizes", sizes, "--batch-size", str(batch), "--recipe",
+                   "baseline", "--steps", str(steps), "--ll-mb", str(ll_mb), "--method", method, "--schedule",
+                   schedule, "--json", out))
     # The backprop baseline (README "Does FF move less data than backprop?").
     for name, flags, seeds in (
             ("bp_784-500-500", "--layer-sizes 784,500,500 --n-epochs 30 --batch-size 128", SEEDS),
@@ -311,14 +329,14 @@ def other_runs():
                       f"runs/backprop/{stem}.ckpt.npz")
     # ByteDMD of the training steps (experiments/data_movement.py).
     for group in ("main", "sweep_depth", "sweep_width", "sweep_batch", "test_time", "schedules",
-                  "schedules_depth"):
+                  "schedules_forms", "schedules_depth"):
         out = f"results/data_movement/{group}.json"
         yield Run("data_movement", group, out, ("experiments/data_movement.py", "--only", group))
 
 
 def all_runs() -> list:
     runs = [r for g, spec in GROUPS.items() for r in training_runs(g, spec)] + list(other_runs())
-    order = list(GROUPS) + ["partial", "dead_units", "bench", "backprop", "data_movement"]
+    order = list(GROUPS) + ["partial", "dead_units", "bench", "backprop", "data_movement", "cachegrind"]
     return sorted(runs, key=lambda r: order.index(r.group))      # stable: entry order kept
 
 

@@ -365,6 +365,26 @@ def backprop_table():
     return "\n".join(lines)
 
 
+def crossing_table():
+    """The first backprop epoch at or below FF's test error, for each backprop run against
+    each FF seed of the run it is held against, and against their mean."""
+    lines = ["| backprop run | FF run | against each FF seed (its error) | against FF's mean |", "|---" * 4 + "|"]
+    for path in finished_backprop():
+        b = read_json(path)
+        sizes = tuple(b["config"]["layer_sizes"])
+        group, entry, mode, _ = FF_REFERENCE[sizes]
+        ms = [read_json(p) for p in existing(group)] if group == "headline" else load(entry, group)
+        errs = b["history"]["test_error"]
+
+        def first(target):
+            return next((i + 1 for i, e in enumerate(errs) if e <= target + 1e-9), None)
+        seeds = [(m["config"]["seed"], 100 * (1 - m["prediction_modes"][mode])) for m in ms]
+        mean = sum(e for _, e in seeds) / len(seeds)
+        each = ", ".join(f"seed {s} ({e:.2f}%): {first(e) or 'never'}" for s, e in seeds)
+        lines.append(f"| `{Path(path).stem}` | `{group}/{entry}` | {each} | {mean:.2f}%: {first(mean) or 'never'} |")
+    return "\n".join(lines)
+
+
 def finished_backprop() -> list:
     """The backprop results of complete runs (older runs wrote their JSON every epoch)."""
     return [p for p in existing("backprop")
@@ -405,13 +425,38 @@ def data_movement_forms_table():
     (Adam in 65,536-element chunks), and the GPU code (one whole-layer pass per operation)."""
     lines = ["| net, batch, recipe | optimiser form | FF batch / BP batch | best / best | FF step: update share "
              "| BP step: update share |", "|---" * 6 + "|"]
-    main = {(tuple(p["layer_sizes"]), p["batch_size"], p["recipe"], p.get("optimizer_form")): p for p in dm_points("main")}
-    for q in (q for q in dm_points("schedules") if "optimizer_form" in q):
-        p = main.get((tuple(q["layer_sizes"]), q["batch_size"], q["recipe"], q["optimizer_form"]))
-        shares = (f"{100 * p['ff']['update'] / p['ff']['total']:.0f}% | {100 * p['bp']['update'] / p['bp']['total']:.0f}%"
-                  if p else "n/a | n/a")
-        lines.append(f"| {net_label(q)} | {q['optimizer_form']} | {q['batch']['ff_over_bp']:.2f} | "
-                     f"{q['best_over_best']:.2f} (FF {q['ff_best']}, BP {q['bp_best']}) | {shares} |")
+    best = {(tuple(q["layer_sizes"]), q["batch_size"], q["recipe"], q["optimizer_form"]): q
+            for q in dm_points("schedules") + dm_points("schedules_forms") if "optimizer_form" in q}
+    for p in (p for p in dm_points("main") if "optimizer_form" in p):
+        q = best.get((tuple(p["layer_sizes"]), p["batch_size"], p["recipe"], p["optimizer_form"]))
+        pair = f"{q['best_over_best']:.2f} (FF {q['ff_best']}, BP {q['bp_best']})" if q else "not measured"
+        lines.append(f"| {net_label(p)} | {p['optimizer_form']} | {p['ff_over_bp']:.2f} | {pair} | "
+                     f"{100 * p['ff']['update'] / p['ff']['total']:.0f}% | {100 * p['bp']['update'] / p['bp']['total']:.0f}% |")
+    return "\n".join(lines)
+
+
+def cachegrind_table():
+    """results/cachegrind/*.json: the real steps under Cachegrind (this CPU's L1d: 48 KB,
+    12-way, 64 B lines; a 16-way last level of 64 B lines at the size given): per batch,
+    by difference of an N-step and a 2N-step run, so start-up cancels."""
+    lines = ["| net, batch | method, order | last level | steps N | L1 data misses per batch | last-level data "
+             "misses per batch | DRAM bytes per batch (misses x 64 B) | instructions per batch |", "|---" * 8 + "|"]
+    rows = {}
+    for path in existing("cachegrind"):
+        c = read_json(path)
+        pt = c["point"]
+        for q in c["points"]:
+            per = q.get("per_batch", q["per_step"])
+            rows[(pt["method"], pt["schedule"], q["ll_mb"], pt["steps"])] = per
+            lines.append(f"| {hidden(pt['layer_sizes'])}, B {pt['batch_size']} | "
+                         f"{'FF' if pt['method'] == 'ff' else 'backprop'} {pt['schedule']} | {q['ll_mb']} MB | "
+                         f"{pt['steps']} | {per['D1_misses']:,.0f} | {per['LL_misses']:,.0f} | {per['dram_bytes']:,.0f} | "
+                         f"{per['instructions']:,.0f} |")
+    pairs = [("batch", "batch"), ("layer-update", "layer-update"), ("layer-major", "layer-update")]
+    ratios = [f"FF {a} / BP {b} {rows[('ff', a, 32, 1)]['D1_misses'] / rows[('bp', b, 32, 1)]['D1_misses']:.2f}"
+              for a, b in pairs if ("ff", a, 32, 1) in rows and ("bp", b, 32, 1) in rows]
+    if ratios:
+        lines.append(f"| FF / BP, L1 data misses per batch, 32 MB | {'; '.join(ratios)} | | | | | | |")
     return "\n".join(lines)
 
 
@@ -439,10 +484,10 @@ def data_movement_kinds_table():
 
 
 def data_movement_sweep_table():
-    """FF / backprop per step as depth, width and batch move (both in batch order, the
-    optimiser fused)."""
-    lines = ["| sweep | net, batch | baseline FF / BP | hinton FF / BP | baseline without update | hinton without update |",
-             "|---" * 6 + "|"]
+    """FF / backprop per step as depth, width and batch move (both in batch order; the
+    optimiser's form as recorded)."""
+    lines = ["| sweep | net, batch | optimiser form | baseline FF / BP | hinton FF / BP | baseline without update "
+             "| hinton without update |", "|---" * 7 + "|"]
     for name in ("depth", "width", "batch"):
         points = dm_points(f"sweep_{name}")
         keys = list(dict.fromkeys((tuple(p["layer_sizes"]), p["batch_size"]) for p in points))
@@ -450,7 +495,8 @@ def data_movement_sweep_table():
             by = {p["recipe"]: p for p in points if (tuple(p["layer_sizes"]), p["batch_size"]) == (sizes, batch)}
             cells = [f"{by[r]['ff_over_bp']:.2f}" if r in by else "n/a" for r in ("baseline", "hinton")]
             cells += [f"{by[r]['not_update_ff_over_bp']:.2f}" if r in by else "n/a" for r in ("baseline", "hinton")]
-            lines.append(f"| {name} | {hidden(list(sizes))}, B {batch} | " + " | ".join(cells) + " |")
+            form = next(iter(by.values())).get("optimizer_form", "device")
+            lines.append(f"| {name} | {hidden(list(sizes))}, B {batch} | {form} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -618,10 +664,12 @@ TABLES = {
     "ab": (ab_table, lambda: [p for p in existing("bench") if not Path(p).name.startswith("bench_")]),
     "backprop": (backprop_table, lambda: finished_backprop()),
     "data_movement": (data_movement_table, lambda: existing("data_movement", ["main"])),
-    "data_movement_forms": (data_movement_forms_table, lambda: existing("data_movement", ["schedules"])),
+    "data_movement_forms": (data_movement_forms_table, lambda: existing("data_movement", ["main"])),
     "data_movement_kinds": (data_movement_kinds_table, lambda: existing("data_movement", ["main"])),
     "data_movement_sweeps": (data_movement_sweep_table, lambda: existing("data_movement", ["sweep_depth"])),
     "data_movement_run": (data_movement_run_table, lambda: finished_backprop()),
+    "crossing": (crossing_table, lambda: finished_backprop()),
+    "cachegrind": (cachegrind_table, lambda: existing("cachegrind")),
     "data_movement_test": (data_movement_test_table, lambda: existing("data_movement", ["test_time"])),
 }
 

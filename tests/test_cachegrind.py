@@ -78,6 +78,7 @@ def test_tiny_point_under_valgrind(method, tmp_path):
     result = json.loads(out.read_text())
     assert result["command"].startswith("python3 experiments/cachegrind.py --layer-sizes 784,16,16")
     assert result["machine"]["numpy"] and result["valgrind"]["version"].startswith("valgrind-")
+    assert "ff_label_in_input.py" in result["code"] and "experiments/data_movement.py" in result["code"]
     assert result["valgrind"]["D1"] == {"size": 49152, "assoc": 12, "line": 64}
     assert result["point"]["method"] == method and result["point"]["batches_per_step"] == 1
     (point,) = result["points"]

@@ -223,12 +223,12 @@ def test_load_model_refuses_bad_files(tmp_path):
         ff.load_model(tmp_path / "m.npz")
 
 
-@pytest.mark.skipif(real_mnist_dir() is None,
-                    reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
 # 4 epochs of the baseline recipe, seed 0, on an AMD EPYC with OpenBLAS 0.3.31, 1 thread
 PINNED_4_EPOCHS = {"all": 0.9285, "first": 0.9243, "skip-first": 0.9248}
 
 
+@pytest.mark.skipif(real_mnist_dir() is None,
+                    reason="real MNIST not found: set HINTON_MNIST_DIR or fill ~/.cache/hinton-mnist")
 def test_real_mnist_short_run_reproduces_at_accuracy_level(monkeypatch):
     """4 epochs of the baseline recipe on all 60K images (~8 s) land within half a point of
     the pinned accuracies of every read-out: another CPU or BLAS build rounds differently,

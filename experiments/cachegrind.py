@@ -22,9 +22,11 @@ subnormal guard every 16 steps), one BLAS thread: one core's caches.
 """
 
 import argparse
+import compileall
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import io
 import json
 import os
@@ -34,6 +36,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +56,8 @@ I1 = (32768, 8, LINE)                       # size B, ways, line B
 D1 = (49152, 12, LINE)                      # this CPU's L1d: getconf LEVEL1_DCACHE_*
 LL_WAYS = 16
 CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",   # one core's caches
-             "PYTHONHASHSEED": "0"}                                  # the same dicts, run to run
+             "PYTHONHASHSEED": "0",                                  # the same dicts, run to run
+             "PYTHONDONTWRITEBYTECODE": "1"}                         # the snapshot's .pyc stay
 # Cachegrind's summary lines on stderr, e.g. "==7064== D1  misses:  1,796,489  ( 1,619,136 rd
 # +  177,353 wr)"; names as its events (cg_annotate's Ir, D1mr, DLmw, ...).
 SUMMARY = re.compile(r"^==\d+== (I|D|I1|D1|LLi|LLd|LL)\s+(refs|misses):\s+([\d,]+)"
@@ -103,8 +107,14 @@ def worker(args):
     depends on the steps."""
     gc.collect()
     gc.disable()
-    from numpy._core._multiarray_umath import __cpu_features__ as simd
-    ff.say(json.dumps({"blas": ff.blas(), "simd": [f for f, on in simd.items() if on]}))
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as simd
+    except ImportError:                                              # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__ as simd
+    root = HERE.parent
+    files = [Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
+    code = sorted(str(f.relative_to(root)) for f in files if f.is_relative_to(root))
+    ff.say(json.dumps({"blas": ff.blas(), "simd": [f for f, on in simd.items() if on], "code": code}))
     step, k, cfg = make_step(args)
     rng = np.random.default_rng(args.seed)
     draws = [[dm.random_batch(rng, cfg) for _ in range(k)] for _ in range(1 + args.draw_steps)]
@@ -116,6 +126,24 @@ def worker(args):
 
 # ---------------------------------------------------------------- the driver
 
+SNAPSHOT = ("*.py", "experiments/*.py", "benchmarks/*.py")   # what the worker can import
+
+
+def snapshot(folder: Path) -> dict:
+    """Copy the tree's Python files into folder and compile them there: every run of a
+    point runs the same bytes while the tree is edited, and none pays for compiling (a
+    .pyc present for one run and not the other is ~10^8 instructions). {path: sha256}."""
+    root, digests = HERE.parent, {}
+    for pattern in SNAPSHOT:
+        for src in sorted(root.glob(pattern)):
+            rel = src.relative_to(root)
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, folder / rel)
+            digests[str(rel)] = hashlib.sha256(src.read_bytes()).hexdigest()
+    compileall.compile_dir(folder, quiet=2)
+    return digests
+
+
 def valgrind_args(ll_mb) -> list:
     return ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--branch-sim=no",
             "--I1=%d,%d,%d" % I1, "--D1=%d,%d,%d" % D1, f"--LL={ll_mb << 20},{LL_WAYS},{LINE}",
@@ -123,7 +151,7 @@ def valgrind_args(ll_mb) -> list:
 
 
 def worker_args(args, steps) -> list:
-    """The worker's command line for a run of `steps` steps, from the repository root
+    """The worker's command line for a run of `steps` steps, from the snapshot's root
     (sys.executable: a pyenv shim is a shell script, and valgrind would trace the shell)."""
     return [sys.executable, "experiments/cachegrind.py", "--worker", "--steps", str(steps),
             "--draw-steps", str(2 * args.steps), "--layer-sizes", ",".join(map(str, args.layer_sizes)),
@@ -148,11 +176,12 @@ def parse_summary(stderr: str) -> dict:
     return counts
 
 
-def cachegrind_run(args, steps, ll_mb) -> dict:
-    """One worker under valgrind: its counts, wall and CPU seconds, and what it ran on."""
+def cachegrind_run(args, steps, ll_mb, code: Path) -> dict:
+    """One worker under valgrind, run from the snapshot in code: its counts, wall and CPU
+    seconds, and what it ran on."""
     cmd = valgrind_args(ll_mb) + worker_args(args, steps)
     cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent,
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=code,
                           env={**os.environ, **CHILD_ENV})
     cpu1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - t0
     if proc.returncode:
@@ -174,11 +203,11 @@ def guard_steps(args, k) -> int:
     return last // ff.GUARD_EVERY - (first - 1) // ff.GUARD_EVERY
 
 
-def measure(args, ll_mb, k) -> dict:
+def measure(args, ll_mb, k, code: Path) -> dict:
     """The N and 2N runs at one LL size, and their difference per step (and per batch)."""
     runs = {}
     for name, steps in (("N", args.steps), ("2N", 2 * args.steps)):
-        runs[name] = cachegrind_run(args, steps, ll_mb)
+        runs[name] = cachegrind_run(args, steps, ll_mb, code)
         ff.say(f"  LL {ll_mb:>4} MB  {name:>2} run ({steps} steps)  D1 misses "
                f"{runs[name]['counts']['D1mr'] + runs[name]['counts']['D1mw']:>14,}  LL misses "
                f"{runs[name]['counts']['DLmr'] + runs[name]['counts']['DLmw']:>13,}  "
@@ -279,7 +308,12 @@ def run(args, command) -> dict:
     sizes = "-".join(map(str, args.layer_sizes))
     ff.say(f"{sizes} B={args.batch_size} {args.recipe} {args.method} {args.schedule}"
            + (f" (k {k})" if k > 1 else "") + f", N={args.steps}")
+    with tempfile.TemporaryDirectory(prefix="cachegrind-code.") as folder:
+        digests = snapshot(Path(folder))
+        points = [measure(args, ll_mb, k, Path(folder)) for ll_mb in args.ll_mb]
+    loaded = points[0]["runs"]["N"]["code"]
     result = {"command": command, "machine": ff.machine(),
+              "code": {rel: digests[rel] for rel in loaded},   # sha256 of what the worker ran
               "valgrind": {"version": valgrind_version(), "tool": "cachegrind",
                            "I1": dict(zip(("size", "assoc", "line"), I1)),
                            "D1": dict(zip(("size", "assoc", "line"), D1)),
@@ -289,7 +323,7 @@ def run(args, command) -> dict:
                         "recipe": args.recipe, "method": args.method, "schedule": args.schedule,
                         "batches_per_step": k, "steps": args.steps, "seed": args.seed,
                         "adam_guard_steps_measured": guard_steps(args, k)},
-              "points": [measure(args, ll_mb, k) for ll_mb in args.ll_mb]}
+              "points": points}
     if args.json:
         ff.atomic_write_bytes(args.json, (json.dumps(result, indent=1) + "\n").encode())
     return result

@@ -262,8 +262,9 @@ def training_runs(group: str, spec: Group):
 
 CACHEGRIND = [("784,500,500", 128, m, o, 32, 1, "") for m, o in
               (("ff", "batch"), ("ff", "layer-update"), ("ff", "layer-major"), ("bp", "batch"), ("bp", "layer-update"))]
-CACHEGRIND += [("784,500,500", 128, "bp", "batch", 32, 2, "_n2"),        # N = 2 against N = 1
-               ("784,500,500", 128, "ff", "batch", 8, 1, "_ll8")]        # a last level of 8 MB
+CACHEGRIND += [("784,500,500", 128, "bp", "batch", 32, 2, "_n2")]        # N = 2 against N = 1
+CACHEGRIND += [("784,500,500", 128, m, o, 8, 1, "_ll8") for m, o in        # a last level of 8 MB
+               (("ff", "batch"), ("ff", "layer-update"), ("ff", "layer-major"), ("bp", "batch"), ("bp", "layer-update"))]
 
 
 def other_runs():

@@ -37,7 +37,7 @@ def main(argv=None):
         sys.exit(f"error: {source} is missing; run "
                  f"python3 experiments/data_movement.py --only schedules_depth")
     points = json.loads(source.read_text())["points"]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=100)
     for recipe, color in RECIPES:
         mine = sorted((p for p in points if p["recipe"] == recipe), key=lambda p: len(p["layer_sizes"]))
         for schedule, label, style in SCHEDULES:
@@ -48,7 +48,7 @@ def main(argv=None):
     ax.set(xlabel="hidden layers of 2000 units (batch 100)", ylabel="FF / backprop, ByteDMD per batch",
            xticks=[2, 4, 8], title="FF / backprop, each order against its backprop counterpart\n"
                                    "(ByteDMD, array granularity, fused optimiser)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

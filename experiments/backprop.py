@@ -233,7 +233,7 @@ def checkpoint_arrays(state: BPState, cfg: BPConfig, history: dict) -> dict:
               "config": np.array(json.dumps(dataclasses.asdict(cfg))),
               "history": np.array(json.dumps(history)), "epoch": np.array(state.epoch),
               "rng": np.array(json.dumps(state.rng.bit_generator.state)),
-              "params": np.array(state.params)}
+              "params": np.array(state.params), "machine": np.array(json.dumps(ff.machine()))}
     arrays.update(ff.optimizer_arrays(state.opt))
     return arrays
 

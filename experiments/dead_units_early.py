@@ -70,7 +70,7 @@ def main(argv=None):
           f"-> one Adam step can move a pre-activation by ~{move:.2f}")
     if args.json:
         ff.atomic_write_bytes(args.json, (json.dumps({"dead_layer1": counts, "l1_norms": l1_norms,
-                                                      "deep_lr_scale": args.deep_lr_scale}) + "\n").encode())
+                                                      "deep_lr_scale": args.deep_lr_scale, "machine": ff.machine()}) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ RUNS = (("results/jitter_500/baseline_s0.json", "784-500-500 baseline", "tab:blu
         ("results/jitter_500/hinton_s0.json", "784-500-500 hinton", "tab:red", "-"),
         ("results/jitter_500/hinton_jitter1_s0.json", "784-500-500 hinton, jitter 1 px", "tab:red", "--"))
 LONG = (("results/hinton/jitter1_3x1000_500ep_s0.json", "results/partial/jitter1_3x1000_500ep_s0.json"),
-        "3 x 1000 hinton, jitter 1 px", "black", ":")
+        "3 x 1000 hinton, jitter 1 px, first 1,000 test images", "black", ":")
 PAPER_JITTER = 0.64                                  # Hinton (2022), sec. 3.3, 500 epochs
 
 

@@ -23,6 +23,7 @@ subnormal guard every 16 steps), one BLAS thread: one core's caches.
 
 import argparse
 import compileall
+import concurrent.futures
 import contextlib
 import dataclasses
 import gc
@@ -37,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -181,14 +183,23 @@ def cachegrind_run(args, steps, ll_mb, code: Path) -> dict:
     seconds, and what it ran on."""
     cmd = valgrind_args(ll_mb) + worker_args(args, steps)
     cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=code,
-                          env={**os.environ, **CHILD_ENV})
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=code,
+                          env={**os.environ, **CHILD_ENV}) as proc:
+        LIVE.add(proc)
+        if STOPPING.is_set():                      # the point stopped while this run started
+            proc.kill()
+        try:
+            proc.stdout_text, proc.stderr_text = proc.communicate()
+        finally:
+            LIVE.discard(proc)
     cpu1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter() - t0
+    if proc.returncode and STOPPING.is_set():
+        raise RuntimeError("killed: the point stopped")             # its driver says why, once
     if proc.returncode:
-        tail = " | ".join(line for line in proc.stderr.splitlines()[-3:] if line.strip())
+        tail = " | ".join(line for line in proc.stderr_text.splitlines()[-3:] if line.strip())
         ff.fail(f"the worker under valgrind exited {proc.returncode}: {tail}", 1)
-    ran_on = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"steps": steps, "command": shlex.join(cmd), "counts": parse_summary(proc.stderr),
+    ran_on = json.loads(proc.stdout_text.strip().splitlines()[-1])
+    return {"steps": steps, "command": shlex.join(cmd), "counts": parse_summary(proc.stderr_text),
             "wall_s": round(wall, 1),
             "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
             **ran_on}
@@ -203,15 +214,23 @@ def guard_steps(args, k) -> int:
     return last // ff.GUARD_EVERY - (first - 1) // ff.GUARD_EVERY
 
 
-def measure(args, ll_mb, k, code: Path) -> dict:
-    """The N and 2N runs at one LL size, and their difference per step (and per batch)."""
-    runs = {}
-    for name, steps in (("N", args.steps), ("2N", 2 * args.steps)):
-        runs[name] = cachegrind_run(args, steps, ll_mb, code)
-        ff.say(f"  LL {ll_mb:>4} MB  {name:>2} run ({steps} steps)  D1 misses "
-               f"{runs[name]['counts']['D1mr'] + runs[name]['counts']['D1mw']:>14,}  LL misses "
-               f"{runs[name]['counts']['DLmr'] + runs[name]['counts']['DLmw']:>13,}  "
-               f"{runs[name]['wall_s']:7.1f} s")
+LIVE = set()                                # the valgrind runs under way (Popen)
+STOPPING = threading.Event()
+RUNS = (("N", 1), ("2N", 2))                # each run's name and steps in units of N
+
+
+def timed_run(args, name, ll_mb, code: Path) -> dict:
+    """One of a point's runs, and its line of progress."""
+    steps = dict(RUNS)[name] * args.steps
+    run = cachegrind_run(args, steps, ll_mb, code)
+    ff.say(f"  LL {ll_mb:>4} MB  {name:>2} run ({steps} steps)  D1 misses "
+           f"{run['counts']['D1mr'] + run['counts']['D1mw']:>14,}  LL misses "
+           f"{run['counts']['DLmr'] + run['counts']['DLmw']:>13,}  {run['wall_s']:7.1f} s")
+    return run
+
+
+def measure(args, ll_mb, k, runs: dict) -> dict:
+    """A point from its N and 2N runs at one LL size: their difference per step (and per batch)."""
     diff = {e: (runs["2N"]["counts"][e] - runs["N"]["counts"][e]) / args.steps
             for e in runs["N"]["counts"]}
     per_step = {"D1_misses": diff["D1mr"] + diff["D1mw"], "LL_misses": diff["DLmr"] + diff["DLmw"],
@@ -257,6 +276,8 @@ def build_parser():
                    help="N: the runs have N and 2N steps after one warm-up step")
     p.add_argument("--ll-mb", type=power_of_two_mb, nargs="+", default=[32], metavar="MB",
                    help="last-level cache size(s) in MB, 16-way, 64 B lines; several make a sweep")
+    p.add_argument("--jobs", type=ff.positive_int, default=1,
+                   help="valgrind runs at once (the counts do not change, only the wall times)")
     p.add_argument("--seed", type=ff.bounded(int, 0), default=0, help="of the random batches")
     p.add_argument("--json", metavar="PATH", help="write the result here")
     p.add_argument("--worker", action="store_true",
@@ -308,9 +329,22 @@ def run(args, command) -> dict:
     sizes = "-".join(map(str, args.layer_sizes))
     ff.say(f"{sizes} B={args.batch_size} {args.recipe} {args.method} {args.schedule}"
            + (f" (k {k})" if k > 1 else "") + f", N={args.steps}")
+    tasks = [(name, ll_mb) for ll_mb in args.ll_mb for name, _ in RUNS]
     with tempfile.TemporaryDirectory(prefix="cachegrind-code.") as folder:
         digests = snapshot(Path(folder))
-        points = [measure(args, ll_mb, k, Path(folder)) for ll_mb in args.ll_mb]
+        # Every count is the simulated cache's, so runs side by side give the counts of runs
+        # one after the other: only the wall times grow.
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            try:
+                done = dict(zip(tasks, pool.map(lambda t: timed_run(args, *t, Path(folder)), tasks)))
+            except BaseException:                  # a stop signal or a failed run: no run left behind
+                pool.shutdown(wait=False, cancel_futures=True)
+                STOPPING.set()
+                for proc in list(LIVE):
+                    proc.kill()
+                raise
+    points = [measure(args, ll_mb, k, {name: done[name, ll_mb] for name, _ in RUNS})
+              for ll_mb in args.ll_mb]
     loaded = points[0]["runs"]["N"]["code"]
     result = {"command": command, "machine": ff.machine(),
               "code": {rel: digests[rel] for rel in loaded},   # sha256 of what the worker ran

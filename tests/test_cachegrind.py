@@ -70,11 +70,12 @@ def test_missing_valgrind_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason=NO_VALGRIND)
-@pytest.mark.parametrize("method", ["ff", "bp"])
-def test_tiny_point_under_valgrind(method, tmp_path):
-    """N = 1: the N and 2N runs, their counts, positive misses per step, the JSON's fields."""
+@pytest.mark.parametrize("method, jobs", [("ff", "2"), ("bp", "1")])
+def test_tiny_point_under_valgrind(method, jobs, tmp_path):
+    """N = 1: the N and 2N runs (side by side with --jobs 2), their counts, positive misses
+    per step, the JSON's fields."""
     out = tmp_path / "cg.json"
-    cachegrind.main(TINY + ["--method", method, "--json", str(out)])
+    cachegrind.main(TINY + ["--method", method, "--jobs", jobs, "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["command"].startswith("python3 experiments/cachegrind.py --layer-sizes 784,16,16")
     assert result["machine"]["numpy"] and result["valgrind"]["version"].startswith("valgrind-")

@@ -434,28 +434,70 @@ def data_movement_forms_table():
     return "\n".join(lines)
 
 
+def cachegrind_points() -> dict:
+    """{(layer sizes, batch, method, order, last level MB, steps N): per batch} over
+    results/cachegrind/*.json."""
+    rows = {}
+    for path in existing("cachegrind"):
+        c = read_json(path)
+        pt = c["point"]
+        for q in c["points"]:
+            rows[(tuple(pt["layer_sizes"]), pt["batch_size"], pt["method"], pt["schedule"], q["ll_mb"],
+                  pt["steps"])] = q.get("per_batch", q["per_step"])
+    return rows
+
+
 def cachegrind_table():
     """results/cachegrind/*.json: the real steps under Cachegrind (this CPU's L1d: 48 KB,
     12-way, 64 B lines; a 16-way last level of 64 B lines at the size given): per batch,
     by difference of an N-step and a 2N-step run, so start-up cancels."""
     lines = ["| net, batch | method, order | last level | steps N | L1 data misses per batch | last-level data "
              "misses per batch | DRAM bytes per batch (misses x 64 B) | instructions per batch |", "|---" * 8 + "|"]
-    rows = {}
-    for path in existing("cachegrind"):
-        c = read_json(path)
-        pt = c["point"]
-        for q in c["points"]:
-            per = q.get("per_batch", q["per_step"])
-            rows[(pt["method"], pt["schedule"], q["ll_mb"], pt["steps"])] = per
-            lines.append(f"| {hidden(pt['layer_sizes'])}, B {pt['batch_size']} | "
-                         f"{'FF' if pt['method'] == 'ff' else 'backprop'} {pt['schedule']} | {q['ll_mb']} MB | "
-                         f"{pt['steps']} | {per['D1_misses']:,.0f} | {per['LL_misses']:,.0f} | {per['dram_bytes']:,.0f} | "
-                         f"{per['instructions']:,.0f} |")
-    pairs = [("batch", "batch"), ("layer-update", "layer-update"), ("layer-major", "layer-update")]
-    ratios = [f"FF {a} / BP {b} {rows[('ff', a, 32, 1)]['D1_misses'] / rows[('bp', b, 32, 1)]['D1_misses']:.2f}"
-              for a, b in pairs if ("ff", a, 32, 1) in rows and ("bp", b, 32, 1) in rows]
-    if ratios:
-        lines.append(f"| FF / BP, L1 data misses per batch, 32 MB | {'; '.join(ratios)} | | | | | | |")
+    for (sizes, batch, method, order, ll, steps), per in sorted(
+            cachegrind_points().items(), key=lambda kv: (len(kv[0][0]), -kv[0][4], kv[0][5], kv[0][2] == "bp")):
+        lines.append(f"| {hidden(list(sizes))}, B {batch} | {'FF' if method == 'ff' else 'backprop'} {order} | "
+                     f"{ll} MB | {steps} | {per['D1_misses']:,.0f} | {per['LL_misses']:,.0f} | "
+                     f"{per['dram_bytes']:,.0f} | {per['instructions']:,.0f} |")
+    return "\n".join(lines)
+
+
+CG_PAIRS = (("batch", "batch"), ("layer-update", "layer-update"), ("layer-major", "layer-update"))
+NO_DRAM = 1 << 16          # bytes per batch: below this for both methods, no DRAM traffic to compare
+
+
+def cachegrind_compare_table():
+    """FF / backprop per batch, like order with like: ByteDMD (the optimiser as the CPU runs
+    it, and fused) beside Cachegrind's L1 misses and DRAM bytes at each last-level size."""
+    rows = cachegrind_points()
+    bytedmd = {(tuple(q["layer_sizes"]), q["batch_size"], q["optimizer_form"]): q
+               for q in dm_points("schedules") + dm_points("schedules_forms")
+               if q["recipe"] == "baseline" and "optimizer_form" in q}
+    nets = sorted({(k[0], k[1]) for k in rows}, key=lambda n: len(n[0]))
+    sizes_mb = sorted({k[4] for k in rows})
+    lines = ["| net, batch | FF order / BP order | ByteDMD, CPU optimiser (fused) | Cachegrind L1 data misses, "
+             "32 MB | Cachegrind DRAM bytes, last level " + " / ".join(f"{mb}" for mb in sizes_mb) + " MB |",
+             "|---" * 5 + "|"]
+    for net in nets:
+        for a, b in CG_PAIRS:
+            ff_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "ff", a) and k[5] == 1}
+            bp_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "bp", b) and k[5] == 1}
+            if 32 not in ff_rows or 32 not in bp_rows:
+                continue
+            dmd = []
+            for form in ("cpu", "fused"):
+                q = bytedmd.get((*net, form))
+                dmd.append(f"{q[a]['per_batch'] / q['bp'][b]['per_batch']:.2f}" if q and a in q else "n/a")
+            cells = []
+            for mb in sizes_mb:
+                f, g = ff_rows.get(mb), bp_rows.get(mb)
+                if f is None or g is None:
+                    cells.append("-")
+                elif max(f["dram_bytes"], g["dram_bytes"]) < NO_DRAM:
+                    cells.append("none")
+                else:
+                    cells.append(f"{f['dram_bytes'] / g['dram_bytes']:.2f}")
+            lines.append(f"| {hidden(list(net[0]))}, B {net[1]} | FF {a} / BP {b} | {dmd[0]} ({dmd[1]}) | "
+                         f"{ff_rows[32]['D1_misses'] / bp_rows[32]['D1_misses']:.2f} | {' / '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -669,6 +711,7 @@ TABLES = {
     "data_movement_run": (data_movement_run_table, lambda: finished_backprop()),
     "crossing": (crossing_table, lambda: finished_backprop()),
     "cachegrind": (cachegrind_table, lambda: existing("cachegrind")),
+    "cachegrind_compare": (cachegrind_compare_table, lambda: existing("cachegrind")),
     "data_movement_test": (data_movement_test_table, lambda: existing("data_movement", ["test_time"])),
 }
 

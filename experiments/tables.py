@@ -221,10 +221,10 @@ def paper_scale_table():
         if not h["epoch"] or any(run.out.endswith(f"{r.entry}.json") and done(run) for run in RUNS if run.group == "hinton"):
             continue                                  # no curve yet, or the run has finished
         last = [100 * (1 - a) for a in h["test_acc"][-10:]]
-        lines.append(f"| `hinton/{r.entry.rsplit('_s', 1)[0]}` (under way) | {recipe_label(cfg)} | "
+        lines.append(f"| `hinton/{r.entry.rsplit('_s', 1)[0]}` (partial) | {recipe_label(cfg)} | "
                      f"{hidden(cfg['layer_sizes'])} | {m['epoch']} of {m['of_epochs']} | {cfg['seed']} | "
                      f"`{cfg['predict_mode']}` | {sum(last) / len(last):.2f} (last 10 epochs, first "
-                     f"{cfg['eval_subset']} test images) | {sum(h['seconds']) / 60:.0f} min so far | `{r.out}` |")
+                     f"{cfg['eval_subset']} test images) | {sum(h['seconds']) / 60:.0f} min until it stopped | `{r.out}` |")
     for who, recipe, layers, epochs, mode, error, source in LITERATURE:
         lines.append(f"| {who} | {recipe} | {layers} | {epochs} | | {mode} | {error} | | {source} |")
     return "\n".join(lines)

@@ -10,8 +10,10 @@ step that trains, NumPy and OpenBLAS as they are, under valgrind's Cachegrind: a
 D1 of this CPU's shape and one last level (LL) of --ll-mb MB. The worker (--worker, in the
 child under valgrind) builds the state as data_movement.run_ff / run_bp do (the same
 configs, fresh random batches from data_movement.random_batch, all drawn before the first
-step), runs one warm-up step and then --steps steps. The driver runs the worker twice, with
-N and 2N steps; everything else is the same in both, so per step = (2N run - N run) / N:
+step), runs one warm-up step and then its steps. The driver runs the worker twice: a short
+run of M steps after the warm-up (--base-steps, default N) and a long run of M + N steps
+(--steps N); everything else is the same in both, so per step = (long run - short run) / N,
+the cost of steps M + 1 .. M + N after the warm-up, start-up cancelled:
   D1 misses   D1mr + D1mw, lines the D1 had to fetch (L1 <-> LL traffic / 64 B);
   LL misses   DLmr + DLmw, data lines the last level had to fetch;
   DRAM bytes  LL misses x 64 B. Cachegrind counts fills only: it models no write-backs of
@@ -102,7 +104,7 @@ def make_step(args):
 
 def worker(args):
     """Prints the BLAS and SIMD it runs on; then one warm-up step and --steps steps, every
-    batch drawn before the first, as many (--draw-steps) in the N run as in the 2N run.
+    batch drawn before the first, as many (--draw-steps) in the short run as in the long one.
     No cyclic garbage collection: a full one over the imports' objects (~10^8 instructions)
     would land among one run's steps and not the other's (reference counting frees the
     steps' arrays). Exits at once after the last step: no teardown whose cache state
@@ -153,10 +155,11 @@ def valgrind_args(ll_mb) -> list:
 
 
 def worker_args(args, steps) -> list:
-    """The worker's command line for a run of `steps` steps, from the snapshot's root
-    (sys.executable: a pyenv shim is a shell script, and valgrind would trace the shell)."""
+    """The worker's command line for a run of `steps` steps after the warm-up, from the
+    snapshot's root (sys.executable: a pyenv shim is a shell script, and valgrind would trace
+    the shell)."""
     return [sys.executable, "experiments/cachegrind.py", "--worker", "--steps", str(steps),
-            "--draw-steps", str(2 * args.steps), "--layer-sizes", ",".join(map(str, args.layer_sizes)),
+            "--draw-steps", str(args.base_steps + args.steps), "--layer-sizes", ",".join(map(str, args.layer_sizes)),
             "--batch-size", str(args.batch_size), "--recipe", args.recipe, "--method", args.method,
             "--schedule", args.schedule, "--group-batches", str(args.group_batches),
             "--seed", str(args.seed)]
@@ -207,32 +210,38 @@ def cachegrind_run(args, steps, ll_mb, code: Path) -> dict:
 
 def guard_steps(args, k) -> int:
     """Adam steps with the subnormal guard (ff.GUARD_EVERY) among the measured ones: the
-    2N run's last N steps, optimiser steps k (1 + N) + 1 .. k (1 + 2N)."""
+    long run's last N steps, optimiser steps k (1 + M) + 1 .. k (1 + M + N). The guard
+    works on a chunk already in cache: instructions and L1 misses, not DRAM bytes."""
     if args.recipe != "baseline":
         return 0
-    first, last = k * (1 + args.steps) + 1, k * (1 + 2 * args.steps)
+    first, last = k * (1 + args.base_steps) + 1, k * (1 + args.base_steps + args.steps)
     return last // ff.GUARD_EVERY - (first - 1) // ff.GUARD_EVERY
 
 
 LIVE = set()                                # the valgrind runs under way (Popen)
 STOPPING = threading.Event()
-RUNS = (("N", 1), ("2N", 2))                # each run's name and steps in units of N
+RUNS = ("short", "long")                    # M and M + N steps after the warm-up
+
+
+def run_steps(args, name) -> int:
+    return args.base_steps + (args.steps if name == "long" else 0)
 
 
 def timed_run(args, name, ll_mb, code: Path) -> dict:
     """One of a point's runs, and its line of progress."""
-    steps = dict(RUNS)[name] * args.steps
+    steps = run_steps(args, name)
     run = cachegrind_run(args, steps, ll_mb, code)
-    ff.say(f"  LL {ll_mb:>4} MB  {name:>2} run ({steps} steps)  D1 misses "
+    ff.say(f"  LL {ll_mb:>4} MB  {name:>5} run ({steps} steps)  D1 misses "
            f"{run['counts']['D1mr'] + run['counts']['D1mw']:>14,}  LL misses "
            f"{run['counts']['DLmr'] + run['counts']['DLmw']:>13,}  {run['wall_s']:7.1f} s")
     return run
 
 
 def measure(args, ll_mb, k, runs: dict) -> dict:
-    """A point from its N and 2N runs at one LL size: their difference per step (and per batch)."""
-    diff = {e: (runs["2N"]["counts"][e] - runs["N"]["counts"][e]) / args.steps
-            for e in runs["N"]["counts"]}
+    """A point from its short and long runs at one LL size: their difference per step (and
+    per batch)."""
+    diff = {e: (runs["long"]["counts"][e] - runs["short"]["counts"][e]) / args.steps
+            for e in runs["short"]["counts"]}
     per_step = {"D1_misses": diff["D1mr"] + diff["D1mw"], "LL_misses": diff["DLmr"] + diff["DLmw"],
                 "instructions": diff["Ir"], "data_refs": diff["Dr"] + diff["Dw"], "events": diff}
     per_step["dram_bytes"] = per_step["LL_misses"] * LINE
@@ -272,8 +281,11 @@ def build_parser():
                         "the same weights")
     p.add_argument("--group-batches", type=ff.positive_int, default=8,
                    help="layer-major: batches per step")
-    p.add_argument("--steps", type=ff.positive_int, default=2,
-                   help="N: the runs have N and 2N steps after one warm-up step")
+    p.add_argument("--steps", type=ff.bounded(int, 0), default=2,
+                   help="N: steps measured, the long run's last N (at least 1)")
+    p.add_argument("--base-steps", type=ff.bounded(int, 0), metavar="M",
+                   help="steps of the short run after the warm-up (default: N); 0 measures the "
+                        "step right after the warm-up, in 3/5 of the valgrind time of M = N = 1")
     p.add_argument("--ll-mb", type=power_of_two_mb, nargs="+", default=[32], metavar="MB",
                    help="last-level cache size(s) in MB, 16-way, 64 B lines; several make a sweep")
     p.add_argument("--jobs", type=ff.positive_int, default=1,
@@ -282,9 +294,9 @@ def build_parser():
     p.add_argument("--json", metavar="PATH", help="write the result here")
     p.add_argument("--worker", action="store_true",
                    help="internal: be the child that runs the steps under valgrind")
-    p.add_argument("--draw-steps", type=ff.positive_int, metavar="M",
-                   help="internal, with --worker: batches drawn up front for M steps (the driver "
-                        "gives 2N to both runs)")
+    p.add_argument("--draw-steps", type=ff.positive_int, metavar="S",
+                   help="internal, with --worker: batches drawn up front for S steps (the driver "
+                        "gives M + N to both runs)")
     return p
 
 
@@ -292,6 +304,10 @@ def check_args(p, args):
     """Refuse what cannot run, with one line (exit 2)."""
     if args.schedule == "layer-major" and args.method == "bp":
         p.error("--schedule layer-major is FF's: backprop's layer l needs the layers above it")
+    if args.steps < 1 and not args.worker:             # the worker's short run may have 0
+        p.error(f"argument --steps: at least 1, got {args.steps}")
+    if args.base_steps is None:
+        args.base_steps = args.steps
     if args.worker and args.draw_steps is None:
         args.draw_steps = args.steps
     if args.worker and args.draw_steps < args.steps:
@@ -328,8 +344,8 @@ def run(args, command) -> dict:
     k = args.group_batches if args.schedule == "layer-major" else 1
     sizes = "-".join(map(str, args.layer_sizes))
     ff.say(f"{sizes} B={args.batch_size} {args.recipe} {args.method} {args.schedule}"
-           + (f" (k {k})" if k > 1 else "") + f", N={args.steps}")
-    tasks = [(name, ll_mb) for ll_mb in args.ll_mb for name, _ in RUNS]
+           + (f" (k {k})" if k > 1 else "") + f", N={args.steps}, M={args.base_steps}")
+    tasks = [(name, ll_mb) for ll_mb in args.ll_mb for name in RUNS]
     with tempfile.TemporaryDirectory(prefix="cachegrind-code.") as folder:
         digests = snapshot(Path(folder))
         # Every count is the simulated cache's, so runs side by side give the counts of runs
@@ -343,9 +359,9 @@ def run(args, command) -> dict:
                 for proc in list(LIVE):
                     proc.kill()
                 raise
-    points = [measure(args, ll_mb, k, {name: done[name, ll_mb] for name, _ in RUNS})
+    points = [measure(args, ll_mb, k, {name: done[name, ll_mb] for name in RUNS})
               for ll_mb in args.ll_mb]
-    loaded = points[0]["runs"]["N"]["code"]
+    loaded = points[0]["runs"]["long"]["code"]
     result = {"command": command, "machine": ff.machine(),
               "code": {rel: digests[rel] for rel in loaded},   # sha256 of what the worker ran
               "valgrind": {"version": valgrind_version(), "tool": "cachegrind",
@@ -355,7 +371,8 @@ def run(args, command) -> dict:
                            "child_env": CHILD_ENV},
               "point": {"layer_sizes": args.layer_sizes, "batch_size": args.batch_size,
                         "recipe": args.recipe, "method": args.method, "schedule": args.schedule,
-                        "batches_per_step": k, "steps": args.steps, "seed": args.seed,
+                        "batches_per_step": k, "steps": args.steps, "base_steps": args.base_steps,
+                        "seed": args.seed,
                         "adam_guard_steps_measured": guard_steps(args, k)},
               "points": points}
     if args.json:

@@ -260,15 +260,18 @@ def training_runs(group: str, spec: Group):
                       f"runs/{group}/{stem}.npz" if spec.save else None)
 
 
-# (layer sizes, batch, method, order, last level MB, steps N, file tail)
+# (layer sizes, batch, method, order, last level MB, steps N, file tail, short run's steps M).
+# M = N = 1: steps 2 after the warm-up measured; M = 0: step 1, in 3/5 of the valgrind time.
 ORDERS = (("ff", "batch"), ("ff", "layer-update"), ("ff", "layer-major"), ("bp", "batch"), ("bp", "layer-update"))
 NET_4X2000 = "784,2000,2000,2000,2000"
-CACHEGRIND = [("784,500,500", 128, m, o, 32, 1, "") for m, o in ORDERS]
-CACHEGRIND += [("784,500,500", 128, "bp", "batch", 32, 2, "_n2")]         # N = 2 against N = 1
-CACHEGRIND += [("784,500,500", 128, m, o, 8, 1, "_ll8") for m, o in ORDERS]  # a last level of 8 MB
-CACHEGRIND += [(NET_4X2000, 100, m, o, 32, 1, "") for m, o in ORDERS]
-CACHEGRIND += [(NET_4X2000, 100, m, "layer-update", ll, 1, f"_ll{ll}")      # 8 and 128 MB: each
-               for ll in (128, 8) for m in ("ff", "bp")]                    # method's layer-update
+CACHEGRIND = [("784,500,500", 128, m, o, 32, 1, "", 1) for m, o in ORDERS]
+CACHEGRIND += [("784,500,500", 128, "bp", "batch", 32, 2, "_n2", 2)]         # N = 2 against N = 1
+CACHEGRIND += [("784,500,500", 128, m, o, 32, 1, "_m0", 0)                   # M = 0 against M = 1
+               for m, o in (("ff", "batch"), ("ff", "layer-major"), ("bp", "batch"))]
+CACHEGRIND += [("784,500,500", 128, m, o, 8, 1, "_ll8", 1) for m, o in ORDERS]  # a last level of 8 MB
+CACHEGRIND += [(NET_4X2000, 100, m, o, 32, 1, "", 0) for m, o in ORDERS]
+CACHEGRIND += [(NET_4X2000, 100, m, "layer-update", ll, 1, f"_ll{ll}", 0)      # 8 and 128 MB: each
+               for ll in (128, 8) for m in ("ff", "bp")]                       # method's layer-update
 
 
 def other_runs():
@@ -314,11 +317,12 @@ def other_runs():
         yield Run("bench", name, out, ("benchmarks/ab_epoch.py", *flags, "--json", out), alone=True)
     # Cachegrind (experiments/cachegrind.py): the real steps' L1 and last-level misses per
     # step under a simulated cache; one run per method, order and last-level size.
-    for sizes, batch, method, schedule, ll_mb, steps, tail in CACHEGRIND:
+    for sizes, batch, method, schedule, ll_mb, steps, tail, base in CACHEGRIND:
         out = f"results/cachegrind/{method}_{schedule}_{sizes.replace(',', '-')}{tail}.json"
         yield Run("cachegrind", Path(out).stem, out,
                   ("experiments/cachegrind.py", "--layer-sizes", sizes, "--batch-size", str(batch), "--recipe",
-                   "baseline", "--steps", str(steps), "--ll-mb", str(ll_mb), "--method", method, "--schedule",
+                   "baseline", "--steps", str(steps), *(("--base-steps", str(base)) if base != steps else ()),
+                   "--ll-mb", str(ll_mb), "--method", method, "--schedule",
                    schedule, "--json", out))
     # The backprop baseline (README "Does FF move less data than backprop?").
     for name, flags, seeds in (

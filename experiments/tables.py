@@ -434,29 +434,38 @@ def data_movement_forms_table():
     return "\n".join(lines)
 
 
-def cachegrind_points() -> dict:
-    """{(layer sizes, batch, method, order, last level MB, steps N): per batch} over
-    results/cachegrind/*.json."""
+CHECKS = ("_n2", "_m0")     # Cachegrind runs that check the method (N = 2, M = 0), not points
+
+
+def cachegrind_points(checks=True) -> dict:
+    """{(layer sizes, batch, method, order, last level MB, steps N, short run's steps M): per
+    batch} over results/cachegrind/*.json; checks=False leaves out the runs in CHECKS."""
     rows = {}
     for path in existing("cachegrind"):
+        if not checks and Path(path).stem.endswith(CHECKS):
+            continue
         c = read_json(path)
         pt = c["point"]
         for q in c["points"]:
             rows[(tuple(pt["layer_sizes"]), pt["batch_size"], pt["method"], pt["schedule"], q["ll_mb"],
-                  pt["steps"])] = q.get("per_batch", q["per_step"])
+                  pt["steps"], pt.get("base_steps", pt["steps"]))] = q.get("per_batch", q["per_step"])
     return rows
 
 
 def cachegrind_table():
     """results/cachegrind/*.json: the real steps under Cachegrind (this CPU's L1d: 48 KB,
     12-way, 64 B lines; a 16-way last level of 64 B lines at the size given): per batch,
-    by difference of an N-step and a 2N-step run, so start-up cancels."""
-    lines = ["| net, batch | method, order | last level | steps N | L1 data misses per batch | last-level data "
-             "misses per batch | DRAM bytes per batch (misses x 64 B) | instructions per batch |", "|---" * 8 + "|"]
-    for (sizes, batch, method, order, ll, steps), per in sorted(
-            cachegrind_points().items(), key=lambda kv: (len(kv[0][0]), -kv[0][4], kv[0][5], kv[0][2] == "bp")):
+    by difference of a short run (M steps after the warm-up) and a long one (M + N), so
+    start-up cancels; the steps measured are M + 1 .. M + N."""
+    lines = ["| net, batch | method, order | last level | steps measured (after the warm-up) | L1 data misses per "
+             "batch | last-level data misses per batch | DRAM bytes per batch (misses x 64 B) | instructions per "
+             "batch |", "|---" * 8 + "|"]
+    for (sizes, batch, method, order, ll, steps, base), per in sorted(
+            cachegrind_points().items(),
+            key=lambda kv: (len(kv[0][0]), -kv[0][4], kv[0][5], -kv[0][6], kv[0][2] == "bp")):
+        measured = f"{base + 1}" if steps == 1 else f"{base + 1}-{base + steps}"
         lines.append(f"| {hidden(list(sizes))}, B {batch} | {'FF' if method == 'ff' else 'backprop'} {order} | "
-                     f"{ll} MB | {steps} | {per['D1_misses']:,.0f} | {per['LL_misses']:,.0f} | "
+                     f"{ll} MB | {measured} | {per['D1_misses']:,.0f} | {per['LL_misses']:,.0f} | "
                      f"{per['dram_bytes']:,.0f} | {per['instructions']:,.0f} |")
     return "\n".join(lines)
 
@@ -468,7 +477,7 @@ NO_DRAM = 1 << 16          # bytes per batch: below this for both methods, no DR
 def cachegrind_compare_table():
     """FF / backprop per batch, like order with like: ByteDMD (the optimiser as the CPU runs
     it, and fused) beside Cachegrind's L1 misses and DRAM bytes at each last-level size."""
-    rows = cachegrind_points()
+    rows = cachegrind_points(checks=False)
     bytedmd = {(tuple(q["layer_sizes"]), q["batch_size"], q["optimizer_form"]): q
                for q in dm_points("schedules") + dm_points("schedules_forms")
                if q["recipe"] == "baseline" and "optimizer_form" in q}
@@ -479,8 +488,8 @@ def cachegrind_compare_table():
              "|---" * 5 + "|"]
     for net in nets:
         for a, b in CG_PAIRS:
-            ff_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "ff", a) and k[5] == 1}
-            bp_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "bp", b) and k[5] == 1}
+            ff_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "ff", a)}
+            bp_rows = {k[4]: v for k, v in rows.items() if k[:4] == (*net, "bp", b)}
             if 32 not in ff_rows or 32 not in bp_rows:
                 continue
             dmd = []

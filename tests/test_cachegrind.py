@@ -70,26 +70,29 @@ def test_missing_valgrind_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason=NO_VALGRIND)
-@pytest.mark.parametrize("method, jobs", [("ff", "2"), ("bp", "1")])
-def test_tiny_point_under_valgrind(method, jobs, tmp_path):
-    """N = 1: the N and 2N runs (side by side with --jobs 2), their counts, positive misses
-    per step, the JSON's fields."""
+@pytest.mark.parametrize("method, jobs, base", [("ff", "2", 1), ("bp", "1", 0)])
+def test_tiny_point_under_valgrind(method, jobs, base, tmp_path):
+    """N = 1: the short run (M = N = 1, or M = 0 steps after the warm-up) and the long run
+    of M + N (side by side with --jobs 2), their counts, positive misses per step, the
+    JSON's fields."""
     out = tmp_path / "cg.json"
-    cachegrind.main(TINY + ["--method", method, "--jobs", jobs, "--json", str(out)])
+    cachegrind.main(TINY + ["--method", method, "--jobs", jobs, "--base-steps", str(base), "--json", str(out)])
     result = json.loads(out.read_text())
     assert result["command"].startswith("python3 experiments/cachegrind.py --layer-sizes 784,16,16")
     assert result["machine"]["numpy"] and result["valgrind"]["version"].startswith("valgrind-")
     assert "ff_label_in_input.py" in result["code"] and "experiments/data_movement.py" in result["code"]
     assert result["valgrind"]["D1"] == {"size": 49152, "assoc": 12, "line": 64}
     assert result["point"]["method"] == method and result["point"]["batches_per_step"] == 1
+    assert (result["point"]["steps"], result["point"]["base_steps"]) == (1, base)
     (point,) = result["points"]
     assert point["LL"] == {"size": 1 << 20, "assoc": 16, "line": 64}
     runs = point["runs"]
-    assert (runs["N"]["steps"], runs["2N"]["steps"]) == (1, 2)
-    assert "--LL=1048576,16,64" in runs["N"]["command"]
-    assert runs["N"]["blas"].get("num_threads", 1) == 1                # one core's caches
+    assert (runs["short"]["steps"], runs["long"]["steps"]) == (base, base + 1)
+    assert "--LL=1048576,16,64" in runs["short"]["command"]
+    assert f"--draw-steps {base + 1}" in runs["short"]["command"]     # the same batches in both
+    assert runs["short"]["blas"].get("num_threads", 1) == 1            # one core's caches
     step = point["per_step"]
     assert step["D1_misses"] > 0 and step["LL_misses"] > 0
-    assert step["D1_misses"] == runs["2N"]["counts"]["D1mr"] + runs["2N"]["counts"]["D1mw"] - (
-        runs["N"]["counts"]["D1mr"] + runs["N"]["counts"]["D1mw"])
+    assert step["D1_misses"] == runs["long"]["counts"]["D1mr"] + runs["long"]["counts"]["D1mw"] - (
+        runs["short"]["counts"]["D1mr"] + runs["short"]["counts"]["D1mw"])
     assert step["dram_bytes"] == 64 * step["LL_misses"]

@@ -3,7 +3,7 @@
     python3 experiments/cachegrind.py --layer-sizes 784,500,500 --batch-size 128 --method ff \
         --schedule layer-major --json results/cachegrind/ff_layer-major_784-500-500.json
     python3 experiments/cachegrind.py --layer-sizes 784,2000,2000,2000,2000 --batch-size 100 \
-        --method bp --schedule layer-update --ll-mb 8 32 128 --json /tmp/bp.json
+        --method bp --schedule layer-update --steps 1 --base-steps 0 --ll-mb 8 32 128 --json /tmp/bp.json
 
 ByteDMD (experiments/data_movement.py) prices a step without caches. This driver runs the
 step that trains, NumPy and OpenBLAS as they are, under valgrind's Cachegrind: an I1 and a

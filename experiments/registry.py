@@ -270,8 +270,8 @@ CACHEGRIND += [("784,500,500", 128, m, o, 32, 1, "_m0", 0)                   # M
                for m, o in (("ff", "batch"), ("ff", "layer-major"), ("bp", "batch"))]
 CACHEGRIND += [("784,500,500", 128, m, o, 8, 1, "_ll8", 1) for m, o in ORDERS]  # a last level of 8 MB
 CACHEGRIND += [(NET_4X2000, 100, m, o, 32, 1, "", 0) for m, o in ORDERS]
-CACHEGRIND += [(NET_4X2000, 100, m, "layer-update", ll, 1, f"_ll{ll}", 0)      # 8 and 128 MB: each
-               for ll in (128, 8) for m in ("ff", "bp")]                       # method's layer-update
+CACHEGRIND += [(NET_4X2000, 100, m, o, ll, 1, f"_ll{ll}", 0)                 # 8 and 128 MB: each
+               for ll in (128, 8) for m in ("ff", "bp") for o in ("layer-update", "batch")]  # method's
 
 
 def other_runs():

@@ -510,6 +510,34 @@ def cachegrind_compare_table():
     return "\n".join(lines)
 
 
+def cachegrind_orders_table():
+    """Cachegrind's DRAM bytes per batch (MB) by last-level size: each method in each order,
+    what each exact order saves against batch order, and best against best."""
+    rows = cachegrind_points(checks=False)
+    lines = ["| net, batch | last level | FF batch / layer-update / layer-major (MB) | backprop batch / "
+             "layer-update (MB) | FF saves by its best order | backprop saves by layer-update | FF best / "
+             "backprop best |", "|---" * 7 + "|"]
+    for net, ll in sorted({(k[:2], k[4]) for k in rows}, key=lambda n: (len(n[0][0]), -n[1])):
+        got = {k[2:4]: v["dram_bytes"] for k, v in rows.items() if k[:2] == net and k[4] == ll}
+        ff_orders = [got.get(("ff", o)) for o in ("batch", "layer-update", "layer-major")]
+        bp_orders = [got.get(("bp", o)) for o in ("batch", "layer-update")]
+        if max(b or 0 for b in ff_orders + bp_orders) < NO_DRAM:
+            cells = ["none (below 64 KB)"] * 2 + ["-"] * 3
+        else:
+            def mb(xs):
+                return " / ".join("-" if x is None else f"{x / 1e6:.1f}" for x in xs)
+
+            def saves(xs):
+                best = min((x for x in xs[1:] if x is not None), default=None)
+                return "-" if xs[0] is None or best is None else f"{100 * (1 - best / xs[0]):.0f}%"
+            ff_best = min((x for x in ff_orders if x is not None), default=None)
+            bp_best = min((x for x in bp_orders if x is not None), default=None)
+            cells = [mb(ff_orders), mb(bp_orders), saves(ff_orders), saves(bp_orders),
+                     "-" if ff_best is None or bp_best is None else f"{ff_best / bp_best:.2f}"]
+        lines.append(f"| {hidden(list(net[0]))}, B {net[1]} | {ll} MB | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def dm_form(group, form):
     return [p for p in dm_points(group) if p.get("optimizer_form", "device") == form]
 
@@ -721,6 +749,7 @@ TABLES = {
     "crossing": (crossing_table, lambda: finished_backprop()),
     "cachegrind": (cachegrind_table, lambda: existing("cachegrind")),
     "cachegrind_compare": (cachegrind_compare_table, lambda: existing("cachegrind")),
+    "cachegrind_orders": (cachegrind_orders_table, lambda: existing("cachegrind")),
     "data_movement_test": (data_movement_test_table, lambda: existing("data_movement", ["test_time"])),
 }
 

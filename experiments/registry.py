@@ -272,6 +272,8 @@ CACHEGRIND += [("784,500,500", 128, m, o, 8, 1, "_ll8", 1) for m, o in ORDERS]  
 CACHEGRIND += [(NET_4X2000, 100, m, o, 32, 1, "", 0) for m, o in ORDERS]
 CACHEGRIND += [(NET_4X2000, 100, m, o, ll, 1, f"_ll{ll}", 0)                 # 8 and 128 MB: each
                for ll in (128, 8) for m in ("ff", "bp") for o in ("layer-update", "batch")]  # method's
+CACHEGRIND += [(NET_4X2000, 100, "ff", "layer-major", 128, 1, "_ll128", 0)]   # a layer's arrays fit
+CG_SIDE_BY_SIDE = {"ff_layer-major_784-2000-2000-2000-2000_ll128"}   # short and long run at once (--jobs 2)
 
 
 def other_runs():
@@ -319,11 +321,12 @@ def other_runs():
     # step under a simulated cache; one run per method, order and last-level size.
     for sizes, batch, method, schedule, ll_mb, steps, tail, base in CACHEGRIND:
         out = f"results/cachegrind/{method}_{schedule}_{sizes.replace(',', '-')}{tail}.json"
+        jobs = ("--jobs", "2") if Path(out).stem in CG_SIDE_BY_SIDE else ()
         yield Run("cachegrind", Path(out).stem, out,
                   ("experiments/cachegrind.py", "--layer-sizes", sizes, "--batch-size", str(batch), "--recipe",
                    "baseline", "--steps", str(steps), *(("--base-steps", str(base)) if base != steps else ()),
                    "--ll-mb", str(ll_mb), "--method", method, "--schedule",
-                   schedule, "--json", out))
+                   schedule, *jobs, "--json", out))
     # The backprop baseline (README "Does FF move less data than backprop?").
     for name, flags, seeds in (
             ("bp_784-500-500", "--layer-sizes 784,500,500 --n-epochs 30 --batch-size 128", SEEDS),

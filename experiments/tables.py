@@ -691,6 +691,15 @@ def summary_table():
                      f"{min(coded):.2f}-{max(coded):.2f} both in batch order; "
                      f"{min(best):.2f}-{max(best):.2f} each in its best exact order",
                      "#does-ff-move-less-data-than-backprop"))
+    net, ll = ((784, 2000, 2000, 2000, 2000), 100), 128     # the point where a layer fits, the net not
+    cg = cachegrind_points(checks=False)
+    ff_bytes, bp_bytes = ([v["dram_bytes"] for k, v in cg.items() if k[:3] == (*net, m) and k[4] == ll]
+                          for m in ("ff", "bp"))
+    if ff_bytes and bp_bytes:
+        rows.append((f"DRAM bytes per batch, FF / backprop, {hidden(list(net[0]))} (Cachegrind, {ll} MB last level)",
+                     f"{min(ff_bytes) / min(bp_bytes):.2f} each in its best exact order "
+                     f"({min(ff_bytes) / 1e6:.1f} MB against {min(bp_bytes) / 1e6:.1f} MB)",
+                     "#does-ff-move-less-data-than-backprop"))
     lines = ["| what | result | details |", "|---|---|---|"]
     lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]
     return "\n".join(lines)

@@ -979,6 +979,7 @@ def train_epoch(state: TrainState, cfg: Config, x, y, progress=None):
     k = group_size(cfg)
     checked, shown = 0, time.monotonic()
     for first in range(0, n_batches, k):
+        raise_lost_stop()
         group = range(first, min(first + k, n_batches))
         stats, head_loss = train_step(state, cfg, [batch(i) for i in group], [lr(i) for i in group], grads)
         for j in range(len(group)):
@@ -1415,7 +1416,7 @@ def machine() -> dict:
 # ----------------------------------------------------------------------------
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-_stop = {"deferring": 0, "pending": None}     # signals are process state; this is their one place
+_stop = {"deferring": 0, "pending": None, "raised": None}     # signals are process state; this is their one place
 
 
 class Stopped(KeyboardInterrupt):
@@ -1439,7 +1440,17 @@ def _raise_stop(signum, frame):
     if _stop["deferring"]:
         _stop["pending"] = signum
     else:
+        _stop["raised"] = signum
         raise Stopped(signum)
+
+
+def raise_lost_stop():
+    """Raise again a stop whose exception got lost: one raised inside a C extension's call
+    can be cleared there (about 1 Ctrl-C in 10 reached a benchmark's warm-up and never
+    ended it). Training calls this between steps; a stop that did end its block is reset
+    when the block closes."""
+    if _stop["raised"] is not None and not _stop["deferring"]:
+        raise Stopped(_stop["raised"])
 
 
 @contextmanager
@@ -1459,6 +1470,7 @@ def stop_signals():
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        _stop["raised"] = None
 
 
 @contextmanager

@@ -335,3 +335,24 @@ def test_the_gif_scripts_default_output_is_not_the_committed_gif():
 def test_layer_sizes_help_shows_the_accepted_form():
     text = ff.build_parser().format_help().replace("\n", " ")
     assert "784,500,500" in " ".join(text.split()) and "[784, 500, 500]" not in text
+
+
+def test_a_stop_whose_exception_was_lost_stops_the_next_step():
+    """A C extension can clear the exception a stop signal raised inside its call (about 1
+    Ctrl-C in 10 sent to the benchmark's warm-up was lost that way and the run went on).
+    The handler's record survives: the next training step raises the stop again, and the
+    record ends with its block."""
+    cfg = ff.Config(layer_sizes=[784, 8, 8], n_epochs=1)
+    state = ff.init_state(cfg)
+    x, y = np.zeros((256, 784), np.float32), np.arange(256) % 10
+    with ff.stop_signals():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            pass                                         # what the extension did with it
+        with pytest.raises(ff.Stopped) as e:
+            ff.train_epoch(state, cfg, x, y)
+        assert e.value.code == TERMINATED
+    assert state.epoch == 0
+    ff.train_epoch(state, cfg, x, y)                     # outside the block: no stop left
+    assert state.epoch == 1

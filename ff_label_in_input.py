@@ -1416,7 +1416,9 @@ def machine() -> dict:
 # ----------------------------------------------------------------------------
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-_stop = {"deferring": 0, "pending": None, "raised": None}     # signals are process state; this is their one place
+# Signals are process state; this is their one place. raised: the stop last raised in the
+# block, kept until the block closes (raise_lost_stop).
+_stop = {"deferring": 0, "pending": None, "raised": None}
 
 
 class Stopped(KeyboardInterrupt):

@@ -183,6 +183,7 @@ def train_epoch(state: BPState, cfg: BPConfig, x, y) -> float:
     grads = np.empty_like(state.params)
     loss_sum = np.zeros((), np.float64, like=state.params)
     for i in range(n_batches):
+        ff.raise_lost_stop()
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
         lr = ff.lr_at(cfg, state.epoch * n_batches + i, n_batches * cfg.n_epochs)
         loss_sum += backprop_step(state, x[idx], y[idx], lr, grads, cfg.schedule)

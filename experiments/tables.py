@@ -510,6 +510,16 @@ def cachegrind_compare_table():
     return "\n".join(lines)
 
 
+def megabytes(xs) -> str:
+    return " / ".join("-" if x is None else f"{x / 1e6:.1f}" for x in xs)
+
+
+def saved(xs) -> str:
+    """What the best of the orders after the first (batch order) saves against it."""
+    best = min((x for x in xs[1:] if x is not None), default=None)
+    return "-" if xs[0] is None or best is None else f"{100 * (1 - best / xs[0]):.0f}%"
+
+
 def cachegrind_orders_table():
     """Cachegrind's DRAM bytes per batch (MB) by last-level size: each method in each order,
     what each exact order saves against batch order, and best against best."""
@@ -521,18 +531,11 @@ def cachegrind_orders_table():
         got = {k[2:4]: v["dram_bytes"] for k, v in rows.items() if k[:2] == net and k[4] == ll}
         ff_orders = [got.get(("ff", o)) for o in ("batch", "layer-update", "layer-major")]
         bp_orders = [got.get(("bp", o)) for o in ("batch", "layer-update")]
+        ff_best, bp_best = (min((x for x in xs if x is not None), default=None) for xs in (ff_orders, bp_orders))
         if max(b or 0 for b in ff_orders + bp_orders) < NO_DRAM:
             cells = ["none (below 64 KB)"] * 2 + ["-"] * 3
         else:
-            def mb(xs):
-                return " / ".join("-" if x is None else f"{x / 1e6:.1f}" for x in xs)
-
-            def saves(xs):
-                best = min((x for x in xs[1:] if x is not None), default=None)
-                return "-" if xs[0] is None or best is None else f"{100 * (1 - best / xs[0]):.0f}%"
-            ff_best = min((x for x in ff_orders if x is not None), default=None)
-            bp_best = min((x for x in bp_orders if x is not None), default=None)
-            cells = [mb(ff_orders), mb(bp_orders), saves(ff_orders), saves(bp_orders),
+            cells = [megabytes(ff_orders), megabytes(bp_orders), saved(ff_orders), saved(bp_orders),
                      "-" if ff_best is None or bp_best is None else f"{ff_best / bp_best:.2f}"]
         lines.append(f"| {hidden(list(net[0]))}, B {net[1]} | {ll} MB | {' | '.join(cells)} |")
     return "\n".join(lines)
@@ -693,12 +696,12 @@ def summary_table():
                      "#does-ff-move-less-data-than-backprop"))
     net, ll = ((784, 2000, 2000, 2000, 2000), 100), 128     # the point where a layer fits, the net not
     cg = cachegrind_points(checks=False)
-    ff_bytes, bp_bytes = ([v["dram_bytes"] for k, v in cg.items() if k[:3] == (*net, m) and k[4] == ll]
-                          for m in ("ff", "bp"))
-    if ff_bytes and bp_bytes:
+    ff_best, bp_best = (min((v["dram_bytes"] for k, v in cg.items() if k[:3] == (*net, m) and k[4] == ll),
+                            default=None) for m in ("ff", "bp"))
+    if ff_best and bp_best:
         rows.append((f"DRAM bytes per batch, FF / backprop, {hidden(list(net[0]))} (Cachegrind, {ll} MB last level)",
-                     f"{min(ff_bytes) / min(bp_bytes):.2f} each in its best exact order "
-                     f"({min(ff_bytes) / 1e6:.1f} MB against {min(bp_bytes) / 1e6:.1f} MB)",
+                     f"{ff_best / bp_best:.2f} each in its best exact order "
+                     f"({ff_best / 1e6:.1f} MB against {bp_best / 1e6:.1f} MB)",
                      "#does-ff-move-less-data-than-backprop"))
     lines = ["| what | result | details |", "|---|---|---|"]
     lines += [f"| {what} | {result} | [details]({link}) |" for what, result, link in rows]

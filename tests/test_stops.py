@@ -337,13 +337,26 @@ def test_layer_sizes_help_shows_the_accepted_form():
     assert "784,500,500" in " ".join(text.split()) and "[784, 500, 500]" not in text
 
 
-def test_a_stop_whose_exception_was_lost_stops_the_next_step():
+def lost_stop_training(method):
+    """(train one epoch, state) for FF's or backprop's training on a tiny net."""
+    if method == "ff":
+        cfg = ff.Config(layer_sizes=[784, 8, 8], n_epochs=1)
+        state = ff.init_state(cfg)
+        return (lambda x, y: ff.train_epoch(state, cfg, x, y)), state
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import backprop as bp
+    cfg = bp.BPConfig(layer_sizes=[784, 8], n_epochs=1)
+    state = bp.init_state(cfg)
+    return (lambda x, y: bp.train_epoch(state, cfg, x, y)), state
+
+
+@pytest.mark.parametrize("method", ["ff", "backprop"])
+def test_a_stop_whose_exception_was_lost_stops_the_next_step(method):
     """A C extension can clear the exception a stop signal raised inside its call (about 1
     Ctrl-C in 10 sent to the benchmark's warm-up was lost that way and the run went on).
     The handler's record survives: the next training step raises the stop again, and the
     record ends with its block."""
-    cfg = ff.Config(layer_sizes=[784, 8, 8], n_epochs=1)
-    state = ff.init_state(cfg)
+    train, state = lost_stop_training(method)
     x, y = np.zeros((256, 784), np.float32), np.arange(256) % 10
     with ff.stop_signals():
         try:
@@ -351,8 +364,8 @@ def test_a_stop_whose_exception_was_lost_stops_the_next_step():
         except KeyboardInterrupt:
             pass                                         # what the extension did with it
         with pytest.raises(ff.Stopped) as e:
-            ff.train_epoch(state, cfg, x, y)
+            train(x, y)
         assert e.value.code == TERMINATED
     assert state.epoch == 0
-    ff.train_epoch(state, cfg, x, y)                     # outside the block: no stop left
+    train(x, y)                                          # outside the block: no stop left
     assert state.epoch == 1
